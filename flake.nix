@@ -1,0 +1,121 @@
+{
+  description = "Oneiric: universal resolution layer (daemon, CLI and NixOS module)";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
+
+      # One VM test per file in nixos-module/tests/, picked up automatically.
+      vmTestFiles = lib.filterAttrs (name: type: type == "regular" && lib.hasSuffix ".nix" name) (
+        builtins.readDir ./nixos-module/tests
+      );
+    in
+    {
+      overlays.default = final: _prev: {
+        oneiric = final.callPackage ./nixos-module/package.nix { };
+      };
+
+      packages = forAllSystems (
+        _system: pkgs: rec {
+          oneiric = pkgs.callPackage ./nixos-module/package.nix { };
+          default = oneiric;
+        }
+      );
+
+      nixosModules.default =
+        { pkgs, ... }:
+        {
+          imports = [ ./nixos-module ];
+          services.oneiric.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        };
+
+      devShells = forAllSystems (
+        system: pkgs: {
+          default = pkgs.mkShell {
+            inputsFrom = [ self.packages.${system}.default ];
+            packages =
+              with pkgs;
+              [
+                cargo
+                rustc
+                clippy
+                rustfmt
+                rust-analyzer
+                cargo-deb
+                qemu
+                nixfmt-rfc-style
+              ]
+              ++ lib.optional (pkgs ? cargo-generate-rpm) pkgs.cargo-generate-rpm;
+          };
+        }
+      );
+
+      formatter = forAllSystems (_system: pkgs: pkgs.nixfmt-rfc-style);
+
+      checks = forAllSystems (
+        system: pkgs:
+        let
+          package = self.packages.${system}.default;
+
+          # The module evaluated by NixOS itself (a container config: no boot loader, no
+          # file systems), with nothing but `enable`: its unit must be the packaged one.
+          nixos = lib.nixosSystem {
+            inherit system;
+            modules = [
+              self.nixosModules.default
+              {
+                boot.isContainer = true;
+                services.oneiric.enable = true;
+                system.stateVersion = lib.trivial.release;
+              }
+            ];
+          };
+          svc = nixos.config.systemd.services.oneiric;
+          renderedUnit =
+            nixos.config.systemd.units."oneiric.service".text
+            + "\n[Install]\n"
+            + lib.concatMapStrings (t: "WantedBy=${t}\n") svc.wantedBy;
+        in
+        {
+          inherit package;
+
+          cargo-test = package.overrideAttrs { doCheck = true; };
+
+          # Evaluates the whole NixOS system (a failed assertion or a type error fails here),
+          # then compares the unit NixOS writes with packaging/oneiric.service.
+          module-eval =
+            pkgs.runCommand "oneiric-module-eval"
+              {
+                nativeBuildInputs = [ pkgs.gawk ];
+                toplevel = builtins.unsafeDiscardStringContext nixos.config.system.build.toplevel.drvPath;
+                unit = renderedUnit;
+                passAsFile = [ "unit" ];
+              }
+              ''
+                echo "evaluated $toplevel"
+                sh ${./tests/nix/compare-unit.sh} ${./packaging} "$unitPath" ${package}/bin/oneiric
+                touch $out
+              '';
+        }
+        // lib.mapAttrs' (
+          file: _:
+          lib.nameValuePair "vm-${lib.removeSuffix ".nix" file}" (
+            pkgs.testers.runNixOSTest (
+              import (./nixos-module/tests + "/${file}") {
+                inherit lib;
+                oneiricModule = self.nixosModules.default;
+              }
+            )
+          )
+        ) vmTestFiles
+      );
+    };
+}

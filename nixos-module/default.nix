@@ -1,0 +1,559 @@
+# services.oneiric: the NixOS module.
+#
+# The service is derived from packaging/oneiric.service and its drop-in
+# packaging/oneiric.service.d/*.conf (the ONE copy of the unit, also used by the .deb and the
+# .rpm): every directive is read from those files at evaluation time and only these values are
+# substituted:
+#   - /usr/bin/oneiric                         -> ${cfg.package}/bin/oneiric
+#   - ExecStart's `--manifest /etc/oneiric/manifest.yaml` -> the URL or runtime path of
+#     `manifest` when it is one (left out when `manifest = null`), `--refresh-interval 120`
+#     -> `refreshInterval`, plus `extraArgs` at the end
+#   - Environment= values LOG_LEVEL, ONEIRIC_LOG_FORMAT, PROMETHEUS_METRICS_PORT -> `logLevel`,
+#     `logFormat`, `metrics.port` (the defaults of those options are read from the unit too)
+# and only these directives are added (tests/nix/compare-unit.sh enforces both lists):
+#   - Environment=ONEIRIC_STACK_ORDER=... when `stackOrder` is set
+#   - EnvironmentFile=<environmentFile> when set (after the packaged optional one)
+#   - LogLevelMax=debug when `logLevel` is debug or trace (the drop-in caps it at info)
+#   - AppArmorProfile=<profile> when security.apparmor.enable is set
+# Settings live where the packages put them, /etc/oneiric/<section>.yml, rendered from
+# `settings` and checked with `oneiric check` at build time.
+{
+  config,
+  lib,
+  pkgs,
+  utils,
+  ...
+}:
+let
+  inherit (lib)
+    mkOption
+    mkEnableOption
+    mkIf
+    types
+    ;
+
+  cfg = config.services.oneiric;
+  format = pkgs.formats.yaml { };
+  unitFile = import ./unit-file.nix { inherit lib; };
+
+  # ---- the packaged files -------------------------------------------------------------------
+  packaging = ../packaging;
+  dropInDir = packaging + "/oneiric.service.d";
+  dropIns = lib.optionals (builtins.pathExists dropInDir) (
+    map (n: unitFile.parse "packaging/oneiric.service.d/${n}" (builtins.readFile (dropInDir + "/${n}"))) (
+      lib.sort lib.lessThan (
+        lib.attrNames (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".conf" n) (builtins.readDir dropInDir))
+      )
+    )
+  );
+  packagedUnit = unitFile.withDropIns (unitFile.parse "packaging/oneiric.service" (
+    builtins.readFile (packaging + "/oneiric.service")
+  )) dropIns;
+
+  packagedService = packagedUnit.Service or (throw "packaging/oneiric.service has no [Service] section");
+  asList = v: if builtins.isList v then v else [ v ];
+
+  packagedEnv = lib.listToAttrs (
+    map (
+      kv:
+      let
+        m = builtins.match "([^=]+)=(.*)" kv;
+      in
+      lib.nameValuePair (builtins.elemAt m 0) (builtins.elemAt m 1)
+    ) (asList (packagedService.Environment or [ ]))
+  );
+  packagedEnvValue =
+    name:
+    packagedEnv.${name}
+      or (throw "packaging/oneiric.service: no Environment=${name}=...; nixos-module/default.nix substitutes it, update both");
+
+  packagedExecStart = packagedService.ExecStart;
+  manifestToken = "--manifest /etc/oneiric/manifest.yaml";
+  refreshMatch = builtins.match "(.*--refresh-interval )([0-9]+)(.*)" packagedExecStart;
+  packagedRefresh =
+    if refreshMatch == null || !lib.hasInfix manifestToken packagedExecStart then
+      throw "packaging/oneiric.service: ExecStart no longer has `${manifestToken}' and `--refresh-interval N'; nixos-module/default.nix substitutes them, update both"
+    else
+      lib.toInt (builtins.elemAt refreshMatch 1);
+
+  user = packagedService.User or "oneiric";
+  group = packagedService.Group or "oneiric";
+  sysusers = builtins.filter (e: e.type == "u" && e.name == user) (
+    unitFile.parseSysusers (builtins.readFile (packaging + "/oneiric.sysusers"))
+  );
+  sysuser =
+    if sysusers == [ ] then
+      throw "packaging/oneiric.sysusers declares no user ${user}"
+    else
+      builtins.head sysusers;
+
+  defaultManifest = packaging + "/etc/oneiric/manifest.yaml";
+  apparmorProfileFile = ../apparmor/usr.bin.oneiric;
+
+  # ---- what the options turn into --------------------------------------------------------
+  bin = "${cfg.package}/bin/oneiric";
+
+  manifestKind =
+    if cfg.manifest == null then
+      "none"
+    else if builtins.isAttrs cfg.manifest && !(lib.isDerivation cfg.manifest) then
+      "attrs"
+    else if builtins.isString cfg.manifest && builtins.match "[a-zA-Z][a-zA-Z0-9+.-]*://.*" cfg.manifest != null then
+      "url"
+    else if builtins.isString cfg.manifest && !lib.hasPrefix builtins.storeDir cfg.manifest then
+      "runtime-path"
+    else
+      "store-path";
+
+  # The manifest file installed as /etc/oneiric/manifest.yaml (attrs and Nix paths only).
+  manifestFile =
+    {
+      attrs = format.generate "oneiric-manifest.yaml" cfg.manifest;
+      store-path = cfg.manifest;
+    }
+    .${manifestKind} or null;
+
+  manifestArg =
+    {
+      none = "";
+      url = "--manifest ${utils.escapeSystemdExecArg cfg.manifest}";
+      runtime-path = "--manifest ${utils.escapeSystemdExecArg cfg.manifest}";
+    }
+    .${manifestKind} or manifestToken;
+
+  execStart =
+    let
+      withInterval =
+        builtins.elemAt refreshMatch 0 + toString cfg.refreshInterval + builtins.elemAt refreshMatch 2;
+      withManifest = lib.replaceStrings [ manifestToken ] [ manifestArg ] withInterval;
+      # `--manifest` left out: drop the double space it leaves.
+      tidy = lib.replaceStrings [ "  " ] [ " " ] withManifest;
+    in
+    lib.concatStringsSep " " ([ (substitute tidy) ] ++ lib.optional (cfg.extraArgs != [ ]) (utils.escapeSystemdExecArgs cfg.extraArgs));
+
+  envOverrides = {
+    LOG_LEVEL = lib.toUpper cfg.logLevel;
+    ONEIRIC_LOG_FORMAT = cfg.logFormat;
+    PROMETHEUS_METRICS_PORT = toString cfg.metrics.port;
+  };
+  stackOrderValue = lib.concatStringsSep "," (
+    lib.mapAttrsToList (name: prio: "${name}:${toString prio}") cfg.stackOrder
+  );
+  environment =
+    map (
+      kv:
+      let
+        m = builtins.match "([^=]+)=(.*)" kv;
+        name = builtins.elemAt m 0;
+      in
+      if envOverrides ? ${name} then "${name}=${envOverrides.${name}}" else kv
+    ) (asList (packagedService.Environment or [ ]))
+    ++ lib.optional (cfg.stackOrder != { }) "ONEIRIC_STACK_ORDER=${stackOrderValue}";
+  # The same environment as KEY=VALUE pairs, for the build-time check.
+  environmentAttrs = lib.listToAttrs (
+    map (
+      kv:
+      let
+        m = builtins.match "([^=]+)=(.*)" kv;
+      in
+      lib.nameValuePair (builtins.elemAt m 0) (builtins.elemAt m 1)
+    ) environment
+  );
+
+  substitute = v: if builtins.isString v then lib.replaceStrings [ "/usr/bin/oneiric" ] [ bin ] v else v;
+
+  serviceConfig =
+    lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v) packagedService
+    // {
+      ExecStart = execStart;
+      Environment = environment;
+      EnvironmentFile = asList (packagedService.EnvironmentFile or [ ]) ++ lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile);
+    }
+    // lib.optionalAttrs (builtins.elem cfg.logLevel [ "debug" "trace" ]) {
+      LogLevelMax = asList (packagedService.LogLevelMax or [ ]) ++ [ "debug" ];
+    }
+    // lib.optionalAttrs config.security.apparmor.enable {
+      AppArmorProfile = apparmorProfileName;
+    };
+
+  install = packagedUnit.Install or { };
+  unknownInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (lib.attrNames install);
+
+  # ---- settings ---------------------------------------------------------------------------
+  sections = [
+    "app"
+    "adapters"
+    "services"
+    "tasks"
+    "events"
+    "workflows"
+    "actions"
+    "remote"
+    "logging"
+    "http"
+    "lifecycle"
+  ];
+  sectionDescriptions = {
+    app = "`app.yml`: name, environment, debug.";
+    adapters = "`adapters.yml`: selections, provider_settings, options, candidates of the adapter domain.";
+    services = "`services.yml`: the service domain.";
+    tasks = "`tasks.yml`: the task domain.";
+    events = "`events.yml`: the event domain.";
+    workflows = "`workflows.yml`: the workflow domain.";
+    actions = "`actions.yml`: the action domain.";
+    remote = "`remote.yml`: remote manifest fetching and signature policy (allow_http, signature_required, ...).";
+    logging = "`logging.yml`: level and format.";
+    http = "`http.yml`: the HTTP listener (metrics and API).";
+    lifecycle = "`lifecycle.yml`: activation, health and cleanup timeouts.";
+  };
+  declaredSectionOptions = {
+    logging = {
+      level = mkOption {
+        type = types.str;
+        default = cfg.logLevel;
+        defaultText = lib.literalExpression "config.services.oneiric.logLevel";
+        description = "Log level.";
+      };
+      format = mkOption {
+        type = types.str;
+        default = cfg.logFormat;
+        defaultText = lib.literalExpression "config.services.oneiric.logFormat";
+        description = "Log format.";
+      };
+    };
+    http = {
+      enabled = mkOption {
+        type = types.bool;
+        default = cfg.metrics.enable;
+        defaultText = lib.literalExpression "config.services.oneiric.metrics.enable";
+        description = "Whether the HTTP listener runs.";
+      };
+      address = mkOption {
+        type = types.str;
+        default = cfg.metrics.address;
+        defaultText = lib.literalExpression "config.services.oneiric.metrics.address";
+        description = "Listen address of the HTTP listener.";
+      };
+      port = mkOption {
+        type = types.port;
+        default = cfg.metrics.port;
+        defaultText = lib.literalExpression "config.services.oneiric.metrics.port";
+        description = "Listen port of the HTTP listener.";
+      };
+    };
+    remote = {
+      trusted_public_keys = mkOption {
+        type = types.listOf types.str;
+        default = cfg.trustedPublicKeys;
+        defaultText = lib.literalExpression "config.services.oneiric.trustedPublicKeys";
+        description = "Base64 ed25519 public keys whose manifest signatures are trusted.";
+      };
+    };
+  };
+  sectionOption =
+    name:
+    mkOption {
+      type = types.submodule {
+        freeformType = format.type;
+        options = declaredSectionOptions.${name} or { };
+      };
+      default = { };
+      description = sectionDescriptions.${name};
+    };
+
+  # Empty sections write no file (every file is optional).
+  settingsFiles = lib.filterAttrs (_: v: v != { }) (lib.genAttrs sections (s: cfg.settings.${s}));
+
+  etcFiles =
+    lib.mapAttrs' (s: _: lib.nameValuePair "${s}.yml" null) settingsFiles
+    // lib.optionalAttrs (manifestFile != null) { "manifest.yaml" = null; };
+
+  canRunPackage = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+
+  # /etc/oneiric as the service sees it, checked with the service's environment.
+  settingsDir =
+    pkgs.runCommand "oneiric-settings"
+      {
+        nativeBuildInputs = lib.optional (cfg.checkConfig && canRunPackage) cfg.package;
+        preferLocalBuild = true;
+      }
+      (
+        ''
+          mkdir -p $out
+        ''
+        + lib.concatStrings (
+          lib.mapAttrsToList (s: v: ''
+            cp ${format.generate "oneiric-${s}.yml" v} $out/${s}.yml
+          '') settingsFiles
+        )
+        + lib.optionalString (manifestFile != null) ''
+          cp ${manifestFile} $out/manifest.yaml
+        ''
+        + lib.optionalString (cfg.checkConfig && canRunPackage) ''
+          mkdir -p "$TMPDIR/state" "$TMPDIR/cache" "$TMPDIR/run"
+          env ${lib.escapeShellArgs (lib.mapAttrsToList (n: v: "${n}=${v}") (environmentAttrs // { ONEIRIC_CONFIG = "${placeholder "out"}"; }))} \
+            oneiric check --config $out \
+              --state-dir "$TMPDIR/state" --cache-dir "$TMPDIR/cache" --runtime-dir "$TMPDIR/run"
+        ''
+      );
+
+  # ---- AppArmor -----------------------------------------------------------------------------
+  apparmorProfileText =
+    let
+      text = lib.replaceStrings [ "/usr/bin/oneiric" ] [ bin ] (builtins.readFile apparmorProfileFile);
+      closureRules = pkgs.apparmorRulesFromClosure { name = "oneiric"; } [ cfg.package ];
+      localInclude = builtins.match "(.*)(include if exists <local/[^>]+>)(.*)" text;
+    in
+    # The packaged profile allows the FHS paths of the .deb; on NixOS the binary and its
+    # libraries live in the store: add read/map rules for the package's closure.
+    if localInclude == null then
+      throw "apparmor/usr.bin.oneiric: no `include if exists <local/...>' line to anchor the NixOS store rules"
+    else
+      builtins.elemAt localInclude 0
+      + ''include "${closureRules}"
+        ''
+      + builtins.elemAt localInclude 1
+      + builtins.elemAt localInclude 2;
+  # The profile's name: `profile NAME ...` or, for an unnamed profile, its attachment path.
+  apparmorProfileName =
+    let
+      lines = map unitFile.trim (lib.splitString "\n" (builtins.readFile apparmorProfileFile));
+      named = lib.findFirst (m: m != null) null (
+        map (builtins.match "profile[[:space:]]+([^[:space:]{]+).*") lines
+      );
+      unnamed = lib.findFirst (m: m != null) null (map (builtins.match "(/[^[:space:]{]+).*[{]") lines);
+    in
+    lib.replaceStrings [ "/usr/bin/oneiric" ] [ bin ] (
+      if named != null then
+        builtins.head named
+      else if unnamed != null then
+        builtins.head unnamed
+      else
+        throw "apparmor/usr.bin.oneiric: cannot find the profile's name"
+    );
+in
+{
+  options.services.oneiric = {
+    enable = mkEnableOption "Oneiric, the universal resolution layer (`oneiric orchestrate`)";
+
+    package = lib.mkPackageOption pkgs "oneiric" { };
+
+    settings = mkOption {
+      type = types.submodule { options = lib.genAttrs sections sectionOption; };
+      default = { };
+      example = lib.literalExpression ''
+        {
+          app.environment = "staging";
+          adapters.selections.cache = "redis";
+          adapters.provider_settings.redis.url = "redis://127.0.0.1:6379";
+          remote.signature_required = true;
+        }
+      '';
+      description = ''
+        Oneiric settings, one attribute set per section. Each non-empty section is written to
+        `/etc/oneiric/<section>.yml` (the layout of the .deb and .rpm) with `pkgs.formats.yaml`,
+        and the whole directory is validated with `oneiric check` at build time.
+        Unknown fields are errors (in `oneiric check`, hence in the build).
+        Secrets do not belong here (they would land in the Nix store): use `environmentFile`.
+      '';
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to validate the generated settings and manifest with `oneiric check` at build
+        time, with the service's environment, so that a bad configuration fails the build
+        rather than the boot. Skipped when cross-compiling.
+      '';
+    };
+
+    manifest = mkOption {
+      type = types.nullOr (
+        types.oneOf [
+          format.type
+          types.path
+          types.str
+        ]
+      );
+      default = defaultManifest;
+      defaultText = lib.literalMD "`packaging/etc/oneiric/manifest.yaml`, the packages' default manifest";
+      example = "https://manifests.example.org/oneiric/manifest.yaml";
+      description = ''
+        The manifest given to `oneiric orchestrate --manifest`:
+        - Nix attributes: rendered to YAML, checked at build time and installed as
+          `/etc/oneiric/manifest.yaml`;
+        - a path in the Nix store (e.g. `./manifest.yaml`): checked at build time and installed
+          as `/etc/oneiric/manifest.yaml`;
+        - a URL (`https://...`; `http://` needs `settings.remote.allow_http`): fetched every
+          `refreshInterval` seconds, the last good copy kept in the cache directory;
+        - an absolute path outside the store (a string): managed outside Nix, read at run time;
+        - `null`: no `--manifest` (settings and local candidates only).
+      '';
+    };
+
+    refreshInterval = mkOption {
+      type = types.ints.positive;
+      default = packagedRefresh;
+      defaultText = lib.literalMD "the packaged unit's `--refresh-interval` (120)";
+      description = "Seconds between refreshes of the manifest (`orchestrate --refresh-interval`).";
+    };
+
+    stackOrder = mkOption {
+      type = types.attrsOf types.int;
+      default = { };
+      example = {
+        production = 100;
+        staging = 50;
+        default = 0;
+      };
+      description = "Inferred priority of named layers, passed as `ONEIRIC_STACK_ORDER`.";
+    };
+
+    trustedPublicKeys = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=" ];
+      description = ''
+        Base64 raw 32-byte ed25519 public keys trusted for manifest signatures
+        (`settings.remote.trusted_public_keys`). Require signatures with
+        `settings.remote.signature_required = true`.
+      '';
+    };
+
+    environmentFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/run/secrets/oneiric.env";
+      description = ''
+        A file of `KEY=value` lines read by systemd (never copied into the Nix store), for
+        secrets such as remote auth tokens, or any `ONEIRIC_<SECTION>__<FIELD>` override.
+        Added after the packaged optional `/etc/oneiric/environment`, so it wins.
+      '';
+    };
+
+    logLevel = mkOption {
+      type = types.enum [
+        "trace"
+        "debug"
+        "info"
+        "warning"
+        "error"
+      ];
+      default = lib.toLower (packagedEnvValue "LOG_LEVEL");
+      defaultText = lib.literalMD "the packaged unit's `LOG_LEVEL` (`info`)";
+      description = ''
+        Log level (`LOG_LEVEL` and `settings.logging.level`). `debug` and `trace` also raise
+        the unit's journald `LogLevelMax=` to `debug`.
+      '';
+    };
+
+    logFormat = mkOption {
+      type = types.enum [
+        "json"
+        "text"
+      ];
+      default = packagedEnvValue "ONEIRIC_LOG_FORMAT";
+      defaultText = lib.literalMD "the packaged unit's `ONEIRIC_LOG_FORMAT` (`json`)";
+      description = "Log format when not logging to journald natively (`ONEIRIC_LOG_FORMAT`).";
+    };
+
+    metrics = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether to serve `/metrics` and the HTTP API (`settings.http.enabled`).";
+      };
+      address = mkOption {
+        type = types.str;
+        default = "127.0.0.1";
+        description = "Listen address of the metrics and API listener (`settings.http.address`).";
+      };
+      port = mkOption {
+        type = types.port;
+        default = lib.toInt (packagedEnvValue "PROMETHEUS_METRICS_PORT");
+        defaultText = lib.literalMD "the packaged unit's `PROMETHEUS_METRICS_PORT` (9090)";
+        description = "Listen port (`PROMETHEUS_METRICS_PORT` and `settings.http.port`).";
+      };
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open `metrics.port` in the firewall.";
+    };
+
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "--no-http" ];
+      description = "Extra arguments appended to `oneiric orchestrate`.";
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = unknownInstallKeys == [ ];
+        message = "packaging/oneiric.service: [Install] ${toString unknownInstallKeys} not mapped by nixos-module/default.nix";
+      }
+      {
+        assertion = manifestKind != "url" || lib.hasPrefix "https://" cfg.manifest || cfg.settings.remote.allow_http or false;
+        message = "services.oneiric.manifest is a plain http:// URL: set services.oneiric.settings.remote.allow_http = true to allow it";
+      }
+    ];
+    warnings = lib.optional (
+      cfg.openFirewall
+      && builtins.elem cfg.metrics.address [
+        "127.0.0.1"
+        "::1"
+      ]
+    ) "services.oneiric.openFirewall is set but metrics.address is ${cfg.metrics.address}: nothing outside the host can connect";
+
+    environment.systemPackages = [ cfg.package ];
+
+    users.users.${user} = {
+      isSystemUser = true;
+      inherit group;
+      description = sysuser.gecos;
+      home = sysuser.home;
+    };
+    users.groups.${group} = { };
+
+    # /etc/oneiric: the same files, modes and owners as the packages
+    # (packaging/oneiric.tmpfiles: settings 0640 root:oneiric).
+    environment.etc = lib.mapAttrs' (
+      name: _:
+      lib.nameValuePair "oneiric/${name}" {
+        source = "${settingsDir}/${name}";
+        mode = "0640";
+        user = "root";
+        inherit group;
+      }
+    ) etcFiles;
+
+    # The packaged tmpfiles.d entry (directory mode and owner of /etc/oneiric, the
+    # environment file's mode); the package installs it under lib/tmpfiles.d.
+    systemd.tmpfiles.packages = [ cfg.package ];
+
+    systemd.services.oneiric = {
+      unitConfig = lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v) (
+        packagedUnit.Unit or { }
+      );
+      inherit serviceConfig;
+      wantedBy = asList (install.WantedBy or [ ]);
+      requiredBy = mkIf (install ? RequiredBy) (asList install.RequiredBy);
+      upheldBy = mkIf (install ? UpheldBy) (asList install.UpheldBy);
+      # A settings or manifest change is applied with `oneiric reload` (ExecReload=) by
+      # switch-to-configuration; a changed unit (package, arguments) restarts the service.
+      reloadTriggers = [ settingsDir ];
+    };
+
+    security.apparmor.policies.oneiric = mkIf config.security.apparmor.enable {
+      state = "enforce";
+      profile = apparmorProfileText;
+    };
+
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall cfg.metrics.port;
+  };
+}

@@ -1,0 +1,85 @@
+#!/bin/sh
+# compare-unit.sh PACKAGING_DIR RENDERED_UNIT STORE_BIN
+#
+# Drift check between the packaged unit and the NixOS one. PACKAGING_DIR is packaging/ (its
+# oneiric.service plus oneiric.service.d/*.conf, applied in name order as systemd does);
+# RENDERED_UNIT is the unit the NixOS module produced for `services.oneiric.enable = true` with
+# no other option (with an [Install] section made from wantedBy); STORE_BIN is the package's
+# bin/oneiric, which stands for /usr/bin/oneiric.
+#
+# Both sides are normalised the same way (continuation lines joined, comments dropped,
+# whitespace inside values collapsed, the binary path replaced by @BIN@) into lines
+#   SECTION <tab> KEY <tab> N <tab> VALUE     (N = the Nth assignment of KEY in SECTION)
+# and must be equal: the same directives, the same values, in the same order per key.
+# This parser is independent of the module's own (nixos-module/unit-file.nix), on purpose.
+# The only lines ignored on the NixOS side are the ones NixOS itself writes into every unit:
+#   [Unit] X-*  (switch-to-configuration's triggers and flags)
+#   [Service] Environment= of PATH, LOCALE_ARCHIVE, TZDIR  (from systemd.services.<name>.path etc.)
+# Exit 0 when equal, 1 with a diff ("<" packaged only, ">" NixOS only) otherwise.
+set -eu
+
+pkgdir=$1
+rendered=$2
+bin=$3
+
+normalize() {
+	# $1: 1 for the NixOS side (drop what NixOS adds to every unit)
+	awk -v bin="$bin" -v nixos="$1" '
+	function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+	function emit(l,    p, k, v, i) {
+		if (l ~ /^\[.*\]$/) { sec = substr(l, 2, length(l) - 2); return }
+		p = index(l, "=")
+		if (p == 0) { printf "unparsable line: %s\n", l > "/dev/stderr"; bad = 1; return }
+		k = trim(substr(l, 1, p - 1)); v = trim(substr(l, p + 1))
+		gsub(/[ \t]+/, " ", v)
+		if (bin != "") {
+			while ((i = index(v, bin)) > 0) v = substr(v, 1, i - 1) "@BIN@" substr(v, i + length(bin))
+		}
+		while ((i = index(v, "/usr/bin/oneiric")) > 0) v = substr(v, 1, i - 1) "@BIN@" substr(v, i + 16)
+		if (nixos == 1) {
+			if (sec == "Unit" && k ~ /^X-/) return
+			if (sec == "Service" && k == "Environment" && v ~ /^"?(PATH|LOCALE_ARCHIVE|TZDIR)=/) return
+		}
+		n[sec SUBSEP k]++
+		printf "%s\t%s\t%04d\t%s\n", sec, k, n[sec SUBSEP k], v
+	}
+	{
+		line = $0; sub(/\r$/, "", line); line = trim(line)
+		if (cont != "") {
+			if (line ~ /^[#;]/) next
+			if (line == "") { emit(cont); cont = ""; next }
+			if (line ~ /\\$/) { sub(/\\$/, "", line); cont = cont " " trim(line); next }
+			line = cont " " line; cont = ""
+		} else {
+			if (line == "" || line ~ /^[#;]/) next
+			if (line ~ /\\$/) { sub(/\\$/, "", line); cont = trim(line); next }
+		}
+		emit(line)
+	}
+	END { if (cont != "") emit(cont); exit bad }
+	'
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+{
+	cat "$pkgdir/oneiric.service"
+	if [ -d "$pkgdir/oneiric.service.d" ]; then
+		for f in $(ls "$pkgdir/oneiric.service.d" | LC_ALL=C sort); do
+			case $f in *.conf) echo; cat "$pkgdir/oneiric.service.d/$f" ;; esac
+		done
+	fi
+} | normalize 0 | LC_ALL=C sort >"$tmp/packaged"
+normalize 1 <"$rendered" | LC_ALL=C sort >"$tmp/nixos"
+
+if [ ! -s "$tmp/packaged" ]; then
+	echo "no directives read from $pkgdir/oneiric.service" >&2
+	exit 1
+fi
+if cmp -s "$tmp/packaged" "$tmp/nixos"; then
+	echo "$(wc -l <"$tmp/packaged") directives identical"
+	exit 0
+fi
+diff "$tmp/packaged" "$tmp/nixos" | grep '^[<>]' || true
+exit 1

@@ -1,0 +1,348 @@
+# Evaluates nixos-module/ with nixpkgs' `lib` alone (no nixpkgs, no NixOS): the NixOS options
+# the module sets are declared here as stubs, `pkgs` and `utils` are stubbed with what the module
+# calls. Used by tests/nix/run.sh, which needs only a checkout of `lib` (e.g. nix-community's
+# nixpkgs.lib repository) and Nix >= 2.18.
+#
+#   nix-instantiate --eval --strict --json tests/nix/eval-module.nix \
+#     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg scenario '"default"'
+#
+# The result is { unit; expectations; ... }: `unit` is the service rendered the way NixOS
+# writes it (compared with packaging/oneiric.service by tests/nix/compare-unit.sh), and
+# `expectations` is a list of { name; ok; detail; } checked by run.sh.
+{
+  lib,
+  scenario ? "default",
+  repo ? ../..,
+}:
+let
+  inherit (lib) mkOption types;
+
+  unitFile = import (repo + "/nixos-module/unit-file.nix") { inherit lib; };
+  fakeStore = name: "${builtins.storeDir}/00000000000000000000000000000000-${name}";
+
+  # A derivation stand-in: interpolates as its path, keeps its build script for inspection.
+  fakeDrv = name: attrs: attrs // {
+    inherit name;
+    outPath = fakeStore name;
+  };
+
+  pkgs = {
+    oneiric = fakeDrv "oneiric-0.1.0" { };
+    formats.yaml =
+      { }:
+      {
+        type = types.anything;
+        generate = name: value: fakeDrv name { inherit value; };
+      };
+    runCommand = name: env: script: fakeDrv name { inherit env script; };
+    apparmorRulesFromClosure = args: paths: fakeDrv "${args.name or "closure"}-apparmor-rules" { };
+    stdenv = {
+      buildPlatform.canExecute = _: true;
+      hostPlatform = { };
+    };
+  };
+
+  # nixos/lib/utils.nix
+  utils = rec {
+    escapeSystemdExecArg =
+      arg:
+      let
+        s =
+          if builtins.isPath arg then
+            "${arg}"
+          else if builtins.isString arg then
+            arg
+          else
+            toString arg;
+      in
+      lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON s);
+    escapeSystemdExecArgs = lib.concatMapStringsSep " " escapeSystemdExecArg;
+  };
+
+  anyList = mkOption {
+    type = types.listOf types.anything;
+    default = [ ];
+  };
+  anyAttrs = mkOption {
+    type = types.attrsOf types.anything;
+    default = { };
+  };
+
+  # The NixOS options that nixos-module/ sets, declared loosely.
+  stubs = {
+    options = {
+      assertions = anyList;
+      warnings = anyList;
+      environment.systemPackages = anyList;
+      environment.etc = anyAttrs;
+      users.users = anyAttrs;
+      users.groups = anyAttrs;
+      systemd.tmpfiles.packages = anyList;
+      systemd.services = mkOption {
+        default = { };
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              unitConfig = anyAttrs;
+              serviceConfig = anyAttrs;
+              wantedBy = anyList;
+              requiredBy = anyList;
+              upheldBy = anyList;
+              reloadTriggers = anyList;
+              restartTriggers = anyList;
+            };
+          }
+        );
+      };
+      security.apparmor.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
+      security.apparmor.policies = mkOption {
+        default = { };
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              state = mkOption {
+                type = types.enum [
+                  "disable"
+                  "complain"
+                  "enforce"
+                ];
+                default = "enforce";
+              };
+              profile = mkOption { type = types.lines; };
+            };
+          }
+        );
+      };
+      networking.firewall.allowedTCPPorts = anyList;
+    };
+  };
+
+  hasApparmorProfile = builtins.pathExists (repo + "/apparmor/usr.bin.oneiric");
+
+  scenarios = {
+    # Nothing but enable: must be the packaged unit exactly.
+    default = {
+      services.oneiric.enable = true;
+    };
+    # Every option that changes the unit.
+    custom = {
+      services.oneiric = {
+        enable = true;
+        manifest = "http://manifests.example.org:8080/manifest.json";
+        refreshInterval = 5;
+        extraArgs = [ "--no-http" ];
+        environmentFile = "/run/secrets/oneiric.env";
+        stackOrder = {
+          production = 100;
+          default = 0;
+        };
+        trustedPublicKeys = [ "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=" ];
+        logLevel = "debug";
+        logFormat = "text";
+        metrics = {
+          address = "0.0.0.0";
+          port = 9191;
+        };
+        openFirewall = true;
+        settings.remote = {
+          allow_http = true;
+          signature_required = true;
+        };
+        settings.adapters.selections.cache = "redis";
+      };
+      security.apparmor.enable = hasApparmorProfile;
+    };
+    # A manifest given as Nix attributes, and a runtime path.
+    attrs-manifest = {
+      services.oneiric = {
+        enable = true;
+        manifest = {
+          source = "nixos";
+          entries = [ ];
+        };
+      };
+    };
+    runtime-manifest = {
+      services.oneiric = {
+        enable = true;
+        manifest = "/var/lib/manifests/oneiric.yaml";
+      };
+    };
+    no-manifest = {
+      services.oneiric = {
+        enable = true;
+        manifest = null;
+      };
+    };
+    # Must fail evaluation: a section oneiric does not have.
+    bad-section = {
+      services.oneiric = {
+        enable = true;
+        settings.nonsense.x = 1;
+      };
+    };
+    # Must be refused: plain http without allow_http.
+    http-refused = {
+      services.oneiric = {
+        enable = true;
+        manifest = "http://manifests.example.org/manifest.json";
+      };
+    };
+  };
+
+  eval = lib.evalModules {
+    modules = [
+      stubs
+      (repo + "/nixos-module")
+      scenarios.${scenario}
+    ];
+    specialArgs = { inherit pkgs utils; };
+  };
+  config = eval.config;
+  svc = config.systemd.services.oneiric;
+  cfg = config.services.oneiric;
+  bin = "${pkgs.oneiric}/bin/oneiric";
+
+  # As NixOS writes the unit (nixos/lib/systemd-lib.nix), plus [Install] from wantedBy & co.
+  unit =
+    unitFile.renderSection "Unit" svc.unitConfig
+    + "\n"
+    + unitFile.renderSection "Service" svc.serviceConfig
+    + "\n"
+    + unitFile.renderSection "Install" (
+      lib.filterAttrs (_: v: v != [ ]) {
+        WantedBy = svc.wantedBy;
+        RequiredBy = svc.requiredBy;
+        UpheldBy = svc.upheldBy;
+      }
+    );
+
+  sc = svc.serviceConfig;
+  asList = v: if builtins.isList v then v else [ v ];
+  settingsDir = builtins.head svc.reloadTriggers;
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+
+  expect = name: ok: detail: { inherit name ok detail; };
+  etcNames = lib.attrNames config.environment.etc;
+
+  common = [
+    (expect "assertions hold" (failedAssertions == [ ]) (toString failedAssertions))
+    (expect "user and group from packaging/oneiric.sysusers" (
+      config.users.users ? oneiric
+      && config.users.users.oneiric.group == "oneiric"
+      && config.users.users.oneiric.isSystemUser
+      && config.users.users.oneiric.home == "/var/lib/oneiric"
+      && config.users.groups ? oneiric
+    ) (builtins.toJSON config.users.users))
+    (expect "settings files are 0640 root:oneiric under /etc/oneiric" (lib.all (
+      e: e.mode == "0640" && e.user == "root" && e.group == "oneiric"
+    ) (lib.attrValues config.environment.etc)) (builtins.toJSON config.environment.etc))
+    (expect "settings are validated with `oneiric check` at build time" (
+      lib.hasInfix "oneiric check --config $out" settingsDir.script
+      && builtins.elem pkgs.oneiric settingsDir.env.nativeBuildInputs
+    ) settingsDir.script)
+    (expect "packaged tmpfiles.d entry installed" (builtins.elem pkgs.oneiric config.systemd.tmpfiles.packages) "")
+  ];
+
+  perScenario = {
+    default = [
+      (expect "ExecStart as packaged, with the store binary" (
+        sc.ExecStart == "${bin} orchestrate --manifest /etc/oneiric/manifest.yaml --refresh-interval 120"
+      ) sc.ExecStart)
+      (expect "default manifest installed as /etc/oneiric/manifest.yaml" (
+        builtins.elem "oneiric/manifest.yaml" etcNames
+        && lib.hasInfix "-manifest.yaml $out/manifest.yaml" (builtins.unsafeDiscardStringContext settingsDir.script)
+      ) (toString etcNames))
+      (expect "logging and http sections rendered from the options" (
+        cfg.settings.logging.level == "info"
+        && cfg.settings.http.port == 9090
+        && cfg.settings.http.address == "127.0.0.1"
+        && builtins.elem "oneiric/http.yml" etcNames
+      ) (builtins.toJSON cfg.settings))
+      (expect "no AppArmor policy unless security.apparmor.enable" (
+        config.security.apparmor.policies == { } && !(sc ? AppArmorProfile)
+      ) "")
+      (expect "firewall closed by default" (config.networking.firewall.allowedTCPPorts == [ ]) "")
+    ];
+    custom = [
+      (expect "ExecStart: URL, refresh interval, extra args" (
+        sc.ExecStart
+        == "${bin} orchestrate --manifest \"http://manifests.example.org:8080/manifest.json\" --refresh-interval 5 \"--no-http\""
+      ) sc.ExecStart)
+      (expect "no /etc/oneiric/manifest.yaml for a URL manifest" (!builtins.elem "oneiric/manifest.yaml" etcNames) (toString etcNames))
+      (expect "Environment substituted from the options" (
+        builtins.elem "PROMETHEUS_METRICS_PORT=9191" sc.Environment
+        && builtins.elem "LOG_LEVEL=DEBUG" sc.Environment
+        && builtins.elem "ONEIRIC_LOG_FORMAT=text" sc.Environment
+        && builtins.elem "ONEIRIC_STACK_ORDER=default:0,production:100" sc.Environment
+      ) (builtins.toJSON sc.Environment))
+      (expect "environmentFile added after the packaged optional one" (
+        asList sc.EnvironmentFile == [ "-/etc/oneiric/environment" "/run/secrets/oneiric.env" ]
+      ) (builtins.toJSON sc.EnvironmentFile))
+      (expect "LogLevelMax raised for debug" (lib.last (asList sc.LogLevelMax) == "debug") (builtins.toJSON sc.LogLevelMax))
+      (expect "settings carry keys, metrics and remote policy" (
+        cfg.settings.remote.trusted_public_keys == [ "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=" ]
+        && cfg.settings.remote.allow_http
+        && cfg.settings.http.port == 9191
+        && cfg.settings.http.address == "0.0.0.0"
+        && cfg.settings.logging.format == "text"
+        && cfg.settings.adapters.selections.cache == "redis"
+      ) (builtins.toJSON cfg.settings))
+      (expect "the build-time check sees the service's environment" (
+        lib.hasInfix "PROMETHEUS_METRICS_PORT=9191" settingsDir.script
+      ) settingsDir.script)
+      (expect "openFirewall opens metrics.port" (config.networking.firewall.allowedTCPPorts == [ 9191 ]) "")
+    ]
+    ++ lib.optionals hasApparmorProfile [
+      (expect "AppArmor: policy loaded in enforce mode, service confined" (
+        config.security.apparmor.policies.oneiric.state == "enforce"
+        && sc ? AppArmorProfile
+        && lib.hasInfix bin config.security.apparmor.policies.oneiric.profile
+        && !lib.hasInfix "/usr/bin/oneiric" config.security.apparmor.policies.oneiric.profile
+        && lib.hasInfix "oneiric-apparmor-rules" config.security.apparmor.policies.oneiric.profile
+      ) "${sc.AppArmorProfile or "no AppArmorProfile"}\n${config.security.apparmor.policies.oneiric.profile or ""}")
+    ];
+    attrs-manifest = [
+      (expect "attrs manifest rendered and installed as /etc/oneiric/manifest.yaml" (
+        builtins.elem "oneiric/manifest.yaml" etcNames
+        && lib.hasInfix "oneiric-manifest.yaml $out/manifest.yaml" settingsDir.script
+        && lib.hasInfix "--manifest /etc/oneiric/manifest.yaml" sc.ExecStart
+      ) sc.ExecStart)
+    ];
+    runtime-manifest = [
+      (expect "runtime manifest path passed as is, not copied" (
+        lib.hasInfix "--manifest \"/var/lib/manifests/oneiric.yaml\"" sc.ExecStart
+        && !builtins.elem "oneiric/manifest.yaml" etcNames
+      ) sc.ExecStart)
+    ];
+    # run.sh expects this one to fail evaluation, naming the option.
+    bad-section = [ (expect "settings evaluate" (builtins.attrNames cfg.settings != [ ]) "") ];
+    no-manifest = [
+      (expect "manifest = null drops --manifest" (
+        sc.ExecStart == "${bin} orchestrate --refresh-interval 120"
+      ) sc.ExecStart)
+    ];
+  };
+
+  expectations =
+    if scenario == "http-refused" then
+      [
+        (expect "plain http:// manifest refused without remote.allow_http" (lib.any (
+          m: lib.hasInfix "allow_http" m
+        ) failedAssertions) (toString failedAssertions))
+      ]
+    else
+      common ++ perScenario.${scenario};
+  firstLine = s: builtins.head (lib.splitString "\n" s);
+in
+{
+  inherit unit expectations bin;
+  settings = cfg.settings;
+  # One line per expectation, for run.sh: `PASS name` or `FAIL name: detail`.
+  report = lib.concatMapStrings (
+    e: if e.ok then "PASS ${e.name}\n" else "FAIL ${e.name}: ${firstLine (toString e.detail)}\n"
+  ) expectations;
+}
