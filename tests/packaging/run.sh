@@ -1,0 +1,515 @@
+#!/bin/bash
+# Static test of the .deb and .rpm packages (issue 5).
+#
+#   tests/packaging/run.sh            build both packages, then check them
+#   tests/packaging/run.sh DEB RPM    check already built packages
+#
+# Runs as root on a fresh Debian 12: installs its tools with apt-get when they
+# are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio). Needs no running
+# systemd: systemd-analyze runs offline against the extracted packages.
+# Prints `PASS name` / `FAIL name: reason` per check, then `N passed, N failed`;
+# exits non-zero if any check failed.
+set -u
+set -o pipefail
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+ARGS=()
+for a in "$@"; do ARGS+=("$(realpath "$a")"); done
+set -- "${ARGS[@]}"
+cd "$REPO"
+HERE=tests/packaging
+WORK=$REPO/target/packaging-test
+PASSED=0
+FAILED=0
+
+pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
+finish() {
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+	exit $?
+}
+# check NAME CMD...: PASS if CMD succeeds, else FAIL with its last output line.
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		pass "$name"
+	else
+		fail "$name" "$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)"
+	fi
+}
+
+# --- tools --------------------------------------------------------------------
+# command -> Debian 12 package (all in bookworm main; checked with apt-cache policy)
+declare -A TOOLS=(
+	[lintian]=lintian [rpm]=rpm [rpm2cpio]=rpm [rpmlint]=rpmlint
+	[apparmor_parser]=apparmor [systemd-analyze]=systemd [systemd-sysusers]=systemd
+	[systemd-tmpfiles]=systemd [cpio]=cpio [dpkg-deb]=dpkg
+)
+missing=()
+for cmd in "${!TOOLS[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${TOOLS[$cmd]}")
+done
+[ -f /usr/share/apparmor-features/features ] || missing+=(apparmor)
+if [ ${#missing[@]} -gt 0 ]; then
+	pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+		echo "installing: $pkgs"
+		# shellcheck disable=SC2086
+		if apt-get update -q >"$REPO/target/packaging-apt.log" 2>&1 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs \
+				>>"$REPO/target/packaging-apt.log" 2>&1; then
+			pass tools
+		else
+			fail tools "apt-get install $pkgs failed (see target/packaging-apt.log)"
+			finish
+		fi
+	else
+		fail tools "missing $pkgs and cannot apt-get install (not root)"
+		finish
+	fi
+else
+	pass tools
+fi
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+# --- build --------------------------------------------------------------------
+if [ $# -ge 2 ]; then
+	DEB=$1
+	RPM=$2
+else
+	if DEB=$(packaging/build-deb.sh 2>"$WORK/build-deb.log" | tail -n 1) && [ -f "$DEB" ]; then
+		pass build-deb
+	else
+		fail build-deb "$(tail -n 1 "$WORK/build-deb.log")"
+		finish
+	fi
+	if RPM=$(packaging/build-rpm.sh 2>"$WORK/build-rpm.log" | tail -n 1) && [ -f "$RPM" ]; then
+		pass build-rpm
+	else
+		fail build-rpm "$(tail -n 1 "$WORK/build-rpm.log")"
+		finish
+	fi
+fi
+echo "deb: $DEB"
+echo "rpm: $RPM"
+
+# --- extract ------------------------------------------------------------------
+DEBROOT=$WORK/deb-root
+RPMROOT=$WORK/rpm-root
+DEBCTL=$WORK/deb-control
+mkdir -p "$DEBROOT" "$RPMROOT"
+case "$DEB" in /*) ;; *) DEB=$REPO/$DEB ;; esac
+case "$RPM" in /*) ;; *) RPM=$REPO/$RPM ;; esac
+dpkg-deb -x "$DEB" "$DEBROOT"
+dpkg-deb -e "$DEB" "$DEBCTL"
+(cd "$RPMROOT" && rpm2cpio "$RPM" | cpio -idm --quiet)
+
+# --- lintian ------------------------------------------------------------------
+# No errors, no warnings: every accepted finding is an override with a reason in
+# debian/oneiric.lintian-overrides (shipped in the package).
+lintian --no-cfg --display-level '>=warning' --show-overrides "$DEB" >"$WORK/lintian.txt" 2>&1
+if grep -Eq '^[EW]: ' "$WORK/lintian.txt"; then
+	fail lintian "$(grep -E '^[EW]: ' "$WORK/lintian.txt" | head -n 3 | tr '\n' ';')"
+elif grep -q '^O: ' "$WORK/lintian.txt" && ! awk '
+	/^#/ { reason = 1; next }
+	/^[[:space:]]*$/ { reason = 0; next }
+	{ if (!reason) { print "override without a reason: " $0; bad = 1 } }
+	END { exit bad }' debian/oneiric.lintian-overrides >"$WORK/lintian-reasons.txt"; then
+	fail lintian "$(head -n 1 "$WORK/lintian-reasons.txt")"
+else
+	pass lintian
+fi
+
+# --- rpmlint ------------------------------------------------------------------
+# Findings accepted in tests/packaging/rpmlint.toml, each with its reason.
+rpmlint -c "$HERE/rpmlint.toml" "$RPM" >"$WORK/rpmlint.txt" 2>&1
+if grep -Eq '[1-9][0-9]* (errors|warnings)|: [EW]: ' "$WORK/rpmlint.txt" ||
+	! grep -q '0 errors, 0 warnings' "$WORK/rpmlint.txt"; then
+	fail rpmlint "$(grep -E ': [EW]: ' "$WORK/rpmlint.txt" | head -n 3 | tr '\n' ';')$(tail -n 1 "$WORK/rpmlint.txt")"
+else
+	pass rpmlint
+fi
+
+# --- systemd ------------------------------------------------------------------
+# verify needs the standard targets: copy the host's units (not over ours).
+for root in "$DEBROOT" "$RPMROOT"; do
+	mkdir -p "$root/usr/lib/systemd/system"
+	for d in /usr/lib/systemd/system /lib/systemd/system; do
+		[ -d "$d" ] && cp -an "$d/." "$root/usr/lib/systemd/system/" 2>/dev/null
+	done
+done
+sa_verify() {
+	local out
+	# --man=no: Documentation= pages are checked against the package below.
+	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service 2>&1) || { echo "$out"; return 1; }
+	# Any output (unknown key, bad value, missing binary) is a finding.
+	[ -z "$out" ] || { echo "$out"; return 1; }
+}
+check systemd-verify-deb sa_verify "$DEBROOT"
+check systemd-verify-rpm sa_verify "$RPMROOT"
+
+sa_security() {
+	local out
+	out=$(systemd-analyze security --offline=true --root="$1" --threshold=15 oneiric.service 2>&1)
+	local rc=$?
+	echo "$out" | tail -n 1
+	[ $rc -eq 0 ]
+}
+check systemd-security-deb sa_security "$DEBROOT"
+echo "  $(systemd-analyze security --offline=true --root="$DEBROOT" oneiric.service 2>&1 | tail -n 1)"
+
+drop_in_loaded() {
+	systemd-analyze cat-config --root="$DEBROOT" systemd/system/oneiric.service.d/journald.conf 2>/dev/null |
+		grep -q '^LogRateLimitIntervalSec=' &&
+		grep -q '^LogLevelMax=' "$DEBROOT/usr/lib/systemd/system/oneiric.service.d/journald.conf" &&
+		! grep -rqs 'oneiric' "$DEBROOT/etc/systemd" "$DEBROOT/usr/lib/systemd/journald.conf.d"
+}
+check journald-scoped drop_in_loaded
+
+# Unit directives required by issue 5 and the deployment guide.
+unit_has() {
+	local u=$DEBROOT/usr/lib/systemd/system/oneiric.service missing=()
+	while IFS= read -r line; do
+		[ -n "$line" ] && ! grep -qxF "$line" "$u" && missing+=("$line")
+	done <<'EOF'
+Type=notify
+ExecStartPre=/usr/bin/oneiric health --probe
+ExecStart=/usr/bin/oneiric orchestrate --manifest /etc/oneiric/manifest.yaml --refresh-interval 120
+ExecReload=/usr/bin/oneiric reload
+WatchdogSec=30s
+Restart=on-failure
+RestartSec=10s
+StartLimitBurst=5
+StartLimitIntervalSec=300s
+TimeoutStartSec=60s
+TimeoutStopSec=30s
+Environment=ONEIRIC_CONFIG=/etc/oneiric
+Environment=LOG_LEVEL=INFO
+Environment=ONEIRIC_LOG_FORMAT=json
+Environment=OTEL_SERVICE_NAME=oneiric
+Environment=PROMETHEUS_METRICS_PORT=9090
+EnvironmentFile=-/etc/oneiric/environment
+User=oneiric
+Group=oneiric
+StateDirectory=oneiric
+CacheDirectory=oneiric
+LogsDirectory=oneiric
+RuntimeDirectory=oneiric
+RuntimeDirectoryMode=0750
+ConfigurationDirectory=oneiric
+LimitNOFILE=65536
+LimitNPROC=4096
+MemoryMax=2G
+CPUQuota=200%
+Nice=-5
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateDevices=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectKernelLogs=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+ProcSubset=pid
+PrivateUsers=yes
+RestrictSUIDSGID=yes
+RemoveIPC=yes
+UMask=0077
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallFilter=@system-service
+WantedBy=multi-user.target
+EOF
+	[ ${#missing[@]} -eq 0 ] || { echo "missing: ${missing[*]}"; return 1; }
+}
+check unit-directives unit_has
+
+# Documentation=man:X(1) pages exist in the package.
+unit_man_pages() {
+	local page missing=()
+	for page in $(sed -n 's/^Documentation=//p' "$DEBROOT/usr/lib/systemd/system/oneiric.service" |
+		tr ' ' '\n' | sed -n 's/^man:\(.*\)(1)$/\1/p'); do
+		[ -f "$DEBROOT/usr/share/man/man1/$page.1.gz" ] || missing+=("$page")
+	done
+	[ ${#missing[@]} -eq 0 ] || { echo "no man page for: ${missing[*]}"; return 1; }
+}
+check unit-man-pages unit_man_pages
+
+# sysusers + tmpfiles applied offline to the extracted tree give the modes and
+# owners of issue 5 (what postinst/%post do on a real system).
+sysusers_tmpfiles() {
+	local root=$1 bad=() f
+	systemd-sysusers --root="$root" oneiric.conf >/dev/null 2>&1 || { echo "systemd-sysusers failed"; return 1; }
+	grep -q '^oneiric:x:[0-9]*:[0-9]*:[^:]*:/var/lib/oneiric:/usr/sbin/nologin$' "$root/etc/passwd" ||
+		{ echo "user oneiric not as expected: $(grep oneiric "$root/etc/passwd")"; return 1; }
+	systemd-tmpfiles --root="$root" --create oneiric.conf >/dev/null 2>&1 || { echo "systemd-tmpfiles failed"; return 1; }
+	local gid
+	gid=$(awk -F: '$1 == "oneiric" { print $3 }' "$root/etc/group")
+	[ "$(stat -c '%a %u %g' "$root/etc/oneiric")" = "750 0 $gid" ] || bad+=("/etc/oneiric")
+	for f in "$root"/etc/oneiric/*.yml "$root"/etc/oneiric/*.yaml; do
+		[ "$(stat -c '%a %u %g' "$f")" = "640 0 $gid" ] || bad+=("${f#"$root"}")
+	done
+	[ "$(stat -c '%a %u %g' "$root/etc/oneiric/environment")" = "600 0 0" ] || bad+=("/etc/oneiric/environment")
+	[ ${#bad[@]} -eq 0 ] || { echo "wrong mode/owner: ${bad[*]}"; return 1; }
+}
+check sysusers-tmpfiles-deb sysusers_tmpfiles "$DEBROOT"
+check sysusers-tmpfiles-rpm sysusers_tmpfiles "$RPMROOT"
+
+# --- AppArmor -----------------------------------------------------------------
+aa_check() {
+	local p=$DEBROOT/etc/apparmor.d/usr.bin.oneiric
+	apparmor_parser -QTK -M /usr/share/apparmor-features/features "$p" || return 1
+	grep -Eq '^profile oneiric /usr/bin/oneiric \{' "$p" || { echo "profile header"; return 1; }
+	! grep -Eq 'flags=\([^)]*complain' "$p" || { echo "profile is in complain mode"; return 1; }
+	[ "$(grep -v '^[[:space:]]*$' "$p" | tail -n 2 | head -n 1 | sed 's/^[[:space:]]*//')" = \
+		"include if exists <local/usr.bin.oneiric>" ] || { echo "does not end with the local include"; return 1; }
+}
+check apparmor-profile aa_check
+
+# --- identical copies of packaging/ -------------------------------------------
+# "source|installed path (deb)|installed path (rpm)"
+SAME_FILES="packaging/oneiric.service|usr/lib/systemd/system/oneiric.service
+packaging/oneiric.service.d/journald.conf|usr/lib/systemd/system/oneiric.service.d/journald.conf
+packaging/oneiric.sysusers|usr/lib/sysusers.d/oneiric.conf
+packaging/oneiric.tmpfiles|usr/lib/tmpfiles.d/oneiric.conf
+apparmor/usr.bin.oneiric|etc/apparmor.d/usr.bin.oneiric
+packaging/etc/oneiric/app.yml|etc/oneiric/app.yml
+packaging/etc/oneiric/adapters.yml|etc/oneiric/adapters.yml
+packaging/etc/oneiric/services.yml|etc/oneiric/services.yml
+packaging/etc/oneiric/tasks.yml|etc/oneiric/tasks.yml
+packaging/etc/oneiric/events.yml|etc/oneiric/events.yml
+packaging/etc/oneiric/workflows.yml|etc/oneiric/workflows.yml
+packaging/etc/oneiric/actions.yml|etc/oneiric/actions.yml
+packaging/etc/oneiric/manifest.yaml|etc/oneiric/manifest.yaml
+packaging/etc/oneiric/environment|etc/oneiric/environment
+packaging/examples/oneiric-alerts.yml|usr/share/doc/oneiric/examples/oneiric-alerts.yml
+packaging/examples/journald-oneiric.conf.example|usr/share/doc/oneiric/examples/journald-oneiric.conf.example"
+identical() {
+	local root=$1 src dst bad=()
+	while IFS='|' read -r src dst; do
+		cmp -s "$src" "$root/$dst" || bad+=("$dst")
+	done <<<"$SAME_FILES"
+	[ ${#bad[@]} -eq 0 ] || { echo "differs from source: ${bad[*]}"; return 1; }
+}
+check identical-deb identical "$DEBROOT"
+check identical-rpm identical "$RPMROOT"
+
+# --- .deb file list, modes, owners, conffiles, scripts -------------------------
+# Expected: "mode owner path" for every regular file except man pages (checked
+# by pattern: oneiric.1.gz plus one page per subcommand).
+DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service.d/journald.conf
+-rw-r--r-- root/root ./usr/lib/sysusers.d/oneiric.conf
+-rw-r--r-- root/root ./usr/lib/tmpfiles.d/oneiric.conf
+-rw-r----- root/root ./etc/oneiric/app.yml
+-rw-r----- root/root ./etc/oneiric/adapters.yml
+-rw-r----- root/root ./etc/oneiric/services.yml
+-rw-r----- root/root ./etc/oneiric/tasks.yml
+-rw-r----- root/root ./etc/oneiric/events.yml
+-rw-r----- root/root ./etc/oneiric/workflows.yml
+-rw-r----- root/root ./etc/oneiric/actions.yml
+-rw-r----- root/root ./etc/oneiric/manifest.yaml
+-rw------- root/root ./etc/oneiric/environment
+-rw-r--r-- root/root ./etc/apparmor.d/usr.bin.oneiric
+-rw-r--r-- root/root ./usr/share/bash-completion/completions/oneiric
+-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_oneiric
+-rw-r--r-- root/root ./usr/share/fish/vendor_completions.d/oneiric.fish
+-rw-r--r-- root/root ./usr/share/doc/oneiric/README.md
+-rw-r--r-- root/root ./usr/share/doc/oneiric/changelog.gz
+-rw-r--r-- root/root ./usr/share/doc/oneiric/changelog.Debian.gz
+-rw-r--r-- root/root ./usr/share/doc/oneiric/copyright
+-rw-r--r-- root/root ./usr/share/doc/oneiric/examples/journald-oneiric.conf.example
+-rw-r--r-- root/root ./usr/share/doc/oneiric/examples/oneiric-alerts.yml
+-rw-r--r-- root/root ./usr/share/lintian/overrides/oneiric"
+# cargo-deb writes numeric owners: 0/0 is root/root.
+dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { o = $2; if (o == "0/0") o = "root/root"; print $1, o, $6 }' | sort >"$WORK/deb-files.txt"
+deb_files() {
+	local got want
+	got=$(grep -v ' ./usr/share/man/man1/' "$WORK/deb-files.txt")
+	want=$(sort <<<"$DEB_EXPECTED")
+	if [ "$got" != "$want" ]; then
+		diff <(echo "$want") <(echo "$got") | grep '^[<>]' | tr '\n' ' '
+		return 1
+	fi
+	grep -q '^-rw-r--r-- root/root ./usr/share/man/man1/oneiric.1.gz$' "$WORK/deb-files.txt" ||
+		{ echo "no oneiric.1.gz"; return 1; }
+	! grep ' ./usr/share/man/man1/' "$WORK/deb-files.txt" | grep -Ev '^-rw-r--r-- root/root ./usr/share/man/man1/oneiric(-[a-z-]+)?\.1\.gz$' ||
+		{ echo "unexpected man page entry"; return 1; }
+	[ "$(grep -c ' ./usr/share/man/man1/' "$WORK/deb-files.txt")" -ge 5 ] || { echo "fewer than 5 man pages"; return 1; }
+}
+check deb-files deb_files
+
+deb_conffiles() {
+	local want got
+	want=$(sed -n 's| ./etc/| /etc/|p' <<<"$DEB_EXPECTED" | awk '{ print $3 }' | sort)
+	got=$(sort "$DEBCTL/conffiles" 2>/dev/null)
+	[ "$got" = "$want" ] || { diff <(echo "$want") <(echo "$got") | grep '^[<>]' | tr '\n' ' '; return 1; }
+}
+check deb-conffiles deb_conffiles
+
+deb_control() {
+	local c=$DEBCTL/control dep
+	for dep in 'libc6' 'passwd' 'init-system-helpers'; do
+		grep -Eq "^Depends:.*\\b$dep\\b" "$c" || { echo "Depends lacks $dep"; return 1; }
+	done
+	grep -q '^Package: oneiric$' "$c" && grep -q '^Section: admin$' "$c" || { echo "Package/Section"; return 1; }
+	grep -q '^Version: [0-9][0-9.]*-1$' "$c" || { echo "Version"; return 1; }
+}
+check deb-control deb_control
+
+# Maintainer scripts: the ones in debian/, executable, and doing what issue 5 says.
+deb_scripts() {
+	local s
+	for s in postinst prerm postrm; do
+		cmp -s "debian/$s" "$DEBCTL/$s" || { echo "$s differs from debian/$s"; return 1; }
+		[ "$(stat -c '%a' "$DEBCTL/$s")" = 755 ] || { echo "$s not 0755"; return 1; }
+		sh -n "$DEBCTL/$s" || return 1
+		grep -q '^set -e$' "$DEBCTL/$s" || { echo "$s lacks set -e"; return 1; }
+	done
+	[ ! -e "$DEBCTL/preinst" ] || { echo "unexpected preinst"; return 1; }
+	local p=$DEBCTL/postinst r=$DEBCTL/prerm m=$DEBCTL/postrm
+	grep -q 'systemd-sysusers .*oneiric.conf' "$p" || { echo "postinst: no systemd-sysusers"; return 1; }
+	grep -q 'useradd --system' "$p" || { echo "postinst: no useradd fallback"; return 1; }
+	grep -q 'systemd-tmpfiles .*--create oneiric.conf' "$p" || { echo "postinst: no tmpfiles"; return 1; }
+	grep -q 'apparmor_parser -r' "$p" || { echo "postinst: no apparmor load"; return 1; }
+	grep -q 'deb-systemd-helper enable' "$p" || { echo "postinst: no enable"; return 1; }
+	grep -q 'deb-systemd-invoke start' "$p" || { echo "postinst: no start on install"; return 1; }
+	grep -q 'deb-systemd-invoke try-restart' "$p" || { echo "postinst: no try-restart on upgrade"; return 1; }
+	grep -q '\[ -d /run/systemd/system \]' "$p" || { echo "postinst: not chroot-safe"; return 1; }
+	grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop' "$r" || { echo "prerm: no stop on remove"; return 1; }
+	grep -q 'rm -rf /var/lib/oneiric /var/cache/oneiric /var/log/oneiric' "$m" || { echo "postrm: purge does not clean"; return 1; }
+	grep -q 'apparmor_parser -R' "$m" && grep -q 'rm -f /etc/apparmor.d/local/usr.bin.oneiric' "$m" ||
+		{ echo "postrm: no apparmor unload/cleanup"; return 1; }
+	# Every systemctl/deb-systemd-invoke call that needs a running systemd is guarded.
+	if grep -n 'systemctl \|deb-systemd-invoke ' "$p" "$r" "$m" | grep -v '^[^:]*:[0-9]*:[[:space:]]*#' >"$WORK/sd-calls.txt"; then
+		awk -F: '{ print $1 }' "$WORK/sd-calls.txt" | sort -u | while read -r f; do
+			grep -q '\[ -d /run/systemd/system \]' "$f" || { echo "$f calls systemd unguarded"; exit 1; }
+		done || return 1
+	fi
+}
+check deb-scripts deb_scripts
+
+# --- .rpm file list, modes, owners, config flags, scriptlets, requires ----------
+# rpm --dump: path size mtime digest mode owner group isconfig isdoc rdev symlink
+rpm -qp --dump "$RPM" 2>/dev/null | awk '{ printf "%s %s %s %s %s %s\n", $5, $6, $7, $8, $9, $1 }' | sort -k6 >"$WORK/rpm-files.txt"
+RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service.d/journald.conf
+0100644 root root 0 0 /usr/lib/sysusers.d/oneiric.conf
+0100644 root root 0 0 /usr/lib/tmpfiles.d/oneiric.conf
+0100640 root oneiric 1 0 /etc/oneiric/app.yml
+0100640 root oneiric 1 0 /etc/oneiric/adapters.yml
+0100640 root oneiric 1 0 /etc/oneiric/services.yml
+0100640 root oneiric 1 0 /etc/oneiric/tasks.yml
+0100640 root oneiric 1 0 /etc/oneiric/events.yml
+0100640 root oneiric 1 0 /etc/oneiric/workflows.yml
+0100640 root oneiric 1 0 /etc/oneiric/actions.yml
+0100640 root oneiric 1 0 /etc/oneiric/manifest.yaml
+0100600 root root 1 0 /etc/oneiric/environment
+0100644 root root 1 0 /etc/apparmor.d/usr.bin.oneiric
+0100644 root root 0 0 /usr/share/bash-completion/completions/oneiric
+0100644 root root 0 0 /usr/share/zsh/site-functions/_oneiric
+0100644 root root 0 0 /usr/share/fish/vendor_completions.d/oneiric.fish
+0100644 root root 0 1 /usr/share/doc/oneiric/README.md
+0100644 root root 0 1 /usr/share/doc/oneiric/CHANGELOG.md
+0100644 root root 0 1 /usr/share/doc/oneiric/copyright
+0100644 root root 0 1 /usr/share/doc/oneiric/examples/journald-oneiric.conf.example
+0100644 root root 0 1 /usr/share/doc/oneiric/examples/oneiric-alerts.yml"
+rpm_files() {
+	local got want
+	got=$(grep -v ' /usr/share/man/man1/' "$WORK/rpm-files.txt")
+	want=$(sort -k6 <<<"$RPM_EXPECTED")
+	if [ "$got" != "$want" ]; then
+		diff <(echo "$want") <(echo "$got") | grep '^[<>]' | tr '\n' ' '
+		return 1
+	fi
+	! grep ' /usr/share/man/man1/' "$WORK/rpm-files.txt" | grep -Ev '^0100644 root root 0 1 /usr/share/man/man1/oneiric(-[a-z-]+)?\.1\.gz$' ||
+		{ echo "unexpected man page entry"; return 1; }
+	grep -q ' /usr/share/man/man1/oneiric.1.gz$' "$WORK/rpm-files.txt" || { echo "no oneiric.1.gz"; return 1; }
+}
+check rpm-files rpm_files
+
+rpm_config() {
+	local got want
+	got=$(rpm -qp --configfiles "$RPM" 2>/dev/null | sort)
+	want=$(awk '$4 == 1 { print $6 }' <<<"$RPM_EXPECTED" | sort)
+	[ "$got" = "$want" ] || { echo "config files differ"; return 1; }
+	# %config(noreplace): RPMFILE_CONFIG (1) | RPMFILE_NOREPLACE (16) in FILEFLAGS.
+	rpm -qp --qf '[%{FILEFLAGS} %{FILENAMES}\n]' "$RPM" 2>/dev/null | awk '
+		$2 ~ /^\/etc\// { if ($1 % 2 != 1 || int($1 / 16) % 2 != 1) { print "not %config(noreplace): " $2; bad = 1 } }
+		END { exit bad }'
+}
+check rpm-config-noreplace rpm_config
+
+rpm_scripts() {
+	local tag file body
+	for pair in PREIN:pre POSTIN:post PREUN:preun POSTUN:postun; do
+		tag=${pair%%:*}
+		file=rpm/${pair#*:}
+		body=$(rpm -qp --qf "%{$tag}" "$RPM" 2>/dev/null)
+		[ "$body" = "$(cat "$file")" ] || { echo "%${pair#*:} differs from $file"; return 1; }
+		sh -n "$file" || return 1
+	done
+	grep -q 'useradd --system' rpm/pre || { echo "%pre: no user creation"; return 1; }
+	grep -q 'systemd-sysusers oneiric.conf' rpm/post && grep -q 'systemd-tmpfiles --create oneiric.conf' rpm/post ||
+		{ echo "%post: no sysusers/tmpfiles"; return 1; }
+	grep -q '"$1" -eq 1' rpm/post && grep -q 'enable oneiric.service' rpm/post && grep -q 'start oneiric.service' rpm/post ||
+		{ echo "%post: no enable+start on install"; return 1; }
+	grep -q '"$1" -eq 0' rpm/preun && grep -q 'stop oneiric.service' rpm/preun || { echo "%preun: no stop on erase"; return 1; }
+	grep -q '"$1" -ge 1' rpm/postun && grep -q 'try-restart oneiric.service' rpm/postun || { echo "%postun: no try-restart"; return 1; }
+	grep -q 'apparmor_parser -r' rpm/post && grep -q 'apparmor_parser -R' rpm/preun || { echo "no apparmor load/unload"; return 1; }
+}
+check rpm-scripts rpm_scripts
+
+rpm_requires() {
+	local req r
+	req=$(rpm -qp --requires "$RPM" 2>/dev/null)
+	for r in systemd /usr/bin/getent /usr/sbin/groupadd /usr/sbin/useradd /bin/sh 'libc.so.6'; do
+		grep -q "^$r" <<<"$req" || { echo "Requires lacks $r"; return 1; }
+	done
+}
+check rpm-requires rpm_requires
+
+# deb and rpm install the same paths, but for the documented distribution differences.
+same_assets() {
+	local d r
+	d=$(awk '{ print substr($3, 2) }' "$WORK/deb-files.txt" | sed \
+		-e 's|^/usr/share/zsh/vendor-completions/|/usr/share/zsh/site-functions/|' \
+		-e 's|^/usr/share/doc/oneiric/changelog.gz$|/usr/share/doc/oneiric/CHANGELOG.md|' \
+		-e '\|^/usr/share/doc/oneiric/changelog.Debian.gz$|d' \
+		-e '\|^/usr/share/lintian/overrides/oneiric$|d' | sort)
+	r=$(awk '{ print $6 }' "$WORK/rpm-files.txt" | sort)
+	[ "$d" = "$r" ] || { diff <(echo "$d") <(echo "$r") | grep '^[<>]' | tr '\n' ' '; return 1; }
+}
+check deb-rpm-same-assets same_assets
+
+# Every file in packaging/, apparmor/, debian/ and rpm/ is used by the packages.
+no_unreferenced() {
+	local f bad=()
+	for f in $(find packaging apparmor debian rpm -type f | sort); do
+		case "$f" in
+		packaging/*.sh | packaging/README*) continue ;;
+		debian/changelog | debian/postinst | debian/prerm | debian/postrm) continue ;;
+		rpm/*) grep -q "\"$f\"" Cargo.toml || bad+=("$f") ;;
+		*) grep -q "\"$f\"" Cargo.toml || grep -q "\"$(dirname "$f")/\*" Cargo.toml || bad+=("$f") ;;
+		esac
+	done
+	[ ${#bad[@]} -eq 0 ] || { echo "not in any package: $(printf '%s\n' "${bad[@]}" | sort -u | tr '\n' ' ')"; return 1; }
+}
+check no-unreferenced-files no_unreferenced
+
+finish
