@@ -5,7 +5,7 @@
 #   tests/packaging/run.sh DEB RPM    check already built packages
 #
 # Runs as root on a fresh Debian 12: installs its tools with apt-get when they
-# are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio). Needs no running
+# are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio, dpkg-dev). Needs no running
 # systemd: systemd-analyze runs offline against the extracted packages.
 # Prints `PASS name` / `FAIL name: reason` per check, then `N passed, N failed`;
 # exits non-zero if any check failed.
@@ -45,7 +45,7 @@ check() {
 declare -A TOOLS=(
 	[lintian]=lintian [rpm]=rpm [rpm2cpio]=rpm [rpmlint]=rpmlint
 	[apparmor_parser]=apparmor [systemd-analyze]=systemd [systemd-sysusers]=systemd
-	[systemd-tmpfiles]=systemd [cpio]=cpio [dpkg-deb]=dpkg
+	[systemd-tmpfiles]=systemd [cpio]=cpio [dpkg-deb]=dpkg [dpkg-shlibdeps]=dpkg-dev
 )
 missing=()
 for cmd in "${!TOOLS[@]}"; do
