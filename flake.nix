@@ -51,14 +51,14 @@
                 rust-analyzer
                 cargo-deb
                 qemu
-                nixfmt-rfc-style
+                nixfmt
               ]
               ++ lib.optional (pkgs ? cargo-generate-rpm) pkgs.cargo-generate-rpm;
           };
         }
       );
 
-      formatter = forAllSystems (_system: pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (_system: pkgs: pkgs.nixfmt);
 
       checks = forAllSystems (
         system: pkgs:
@@ -79,10 +79,13 @@
             ];
           };
           svc = nixos.config.systemd.services.oneiric;
+          unitText = nixos.config.systemd.units."oneiric.service".text;
+          # NixOS writes [Install] WantedBy= into the text when wantedBy is set; add it otherwise.
           renderedUnit =
-            nixos.config.systemd.units."oneiric.service".text
-            + "\n[Install]\n"
-            + lib.concatMapStrings (t: "WantedBy=${t}\n") svc.wantedBy;
+            if lib.hasInfix "[Install]" unitText || svc.wantedBy == [ ] then
+              unitText
+            else
+              unitText + "\n[Install]\nWantedBy=${toString svc.wantedBy}\n";
         in
         {
           inherit package;

@@ -12,9 +12,12 @@
 #   SECTION <tab> KEY <tab> N <tab> VALUE     (N = the Nth assignment of KEY in SECTION)
 # and must be equal: the same directives, the same values, in the same order per key.
 # This parser is independent of the module's own (nixos-module/unit-file.nix), on purpose.
-# The only lines ignored on the NixOS side are the ones NixOS itself writes into every unit:
-#   [Unit] X-*  (switch-to-configuration's triggers and flags)
-#   [Service] Environment= of PATH, LOCALE_ARCHIVE, TZDIR  (from systemd.services.<name>.path etc.)
+# The only lines ignored on the NixOS side are the ones NixOS itself writes into units
+# (nixos/lib/systemd-lib.nix), which the module never writes:
+#   X-* in any section            (switch-to-configuration's triggers and flags)
+#   Environment="NAME=value"      (quoted: systemd.services.<name>.environment, path and
+#                                  systemd.globalEnvironment; the module's own Environment=
+#                                  lines come from serviceConfig, unquoted like the unit's)
 # Exit 0 when equal, 1 with a diff ("<" packaged only, ">" NixOS only) otherwise.
 set -eu
 
@@ -37,8 +40,8 @@ normalize() {
 		}
 		while ((i = index(v, "/usr/bin/oneiric")) > 0) v = substr(v, 1, i - 1) "@BIN@" substr(v, i + 16)
 		if (nixos == 1) {
-			if (sec == "Unit" && k ~ /^X-/) return
-			if (sec == "Service" && k == "Environment" && v ~ /^"?(PATH|LOCALE_ARCHIVE|TZDIR)=/) return
+			if (k ~ /^X-/) return
+			if (sec == "Service" && k == "Environment" && v ~ /^"/) return
 		}
 		n[sec SUBSEP k]++
 		printf "%s\t%s\t%04d\t%s\n", sec, k, n[sec SUBSEP k], v

@@ -206,19 +206,13 @@ let
   cfg = config.services.oneiric;
   bin = "${pkgs.oneiric}/bin/oneiric";
 
-  # As NixOS writes the unit (nixos/lib/systemd-lib.nix), plus [Install] from wantedBy & co.
+  # As NixOS writes the unit (nixos/lib/systemd-lib.nix: commonUnitText, serviceToUnit), less
+  # what NixOS adds on its own (X-Reload-Triggers, quoted Environment= from `path`).
   unit =
     unitFile.renderSection "Unit" svc.unitConfig
     + "\n"
     + unitFile.renderSection "Service" svc.serviceConfig
-    + "\n"
-    + unitFile.renderSection "Install" (
-      lib.filterAttrs (_: v: v != [ ]) {
-        WantedBy = svc.wantedBy;
-        RequiredBy = svc.requiredBy;
-        UpheldBy = svc.upheldBy;
-      }
-    );
+    + lib.optionalString (svc.wantedBy != [ ]) "\n[Install]\nWantedBy=${toString svc.wantedBy}\n";
 
   sc = svc.serviceConfig;
   asList = v: if builtins.isList v then v else [ v ];
