@@ -61,11 +61,15 @@ in
     def publish(text, tamper=None):
         server.succeed(
             "cat > /tmp/manifest.yaml <<'EOF'\n" + text + "EOF\n"
-            "oneiric manifest sign --key /etc/oneiric-test/signing.key /tmp/manifest.yaml > /tmp/signed.json"
+            "oneiric manifest sign /tmp/manifest.yaml --key /etc/oneiric-test/signing.key -o /tmp/signed.json"
         )
-        if tamper is not None:
-            # Change the content after signing: the signature no longer matches.
+        verify = "oneiric manifest verify /tmp/signed.json --trusted-key ${publicKey}"
+        if tamper is None:
+            server.succeed(verify)
+        else:
+            # Change the content after signing: the signature no longer matches (exit 7).
             server.succeed(f"sed -i 's/{tamper[0]}/{tamper[1]}/' /tmp/signed.json")
+            server.fail(verify)
         server.succeed("install -m 0644 /tmp/signed.json /srv/manifests/manifest.json.new")
         server.succeed("mv /srv/manifests/manifest.json.new /srv/manifests/manifest.json")
 

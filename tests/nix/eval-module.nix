@@ -40,6 +40,10 @@ let
       buildPlatform.canExecute = _: true;
       hostPlatform = { };
     };
+    # Used by the VM tests' nodes.
+    writeText = name: text: fakeDrv name { inherit text; };
+    curl = fakeDrv "curl" { };
+    python3 = fakeDrv "python3" { };
   };
 
   # nixos/lib/utils.nix
@@ -117,6 +121,8 @@ let
         );
       };
       networking.firewall.allowedTCPPorts = anyList;
+      # Set by the VM tests' nodes.
+      systemd.tmpfiles.rules = anyList;
     };
   };
 
@@ -193,11 +199,28 @@ let
     };
   };
 
+  # "vm:FILE:NODE": a node of a VM test in nixos-module/tests/ (its oneiric configuration
+  # type-checks and its assertions hold; the VM itself needs nixpkgs).
+  vmTestsDir = repo + "/nixos-module/tests";
+  importVmTest =
+    file:
+    import (vmTestsDir + "/${file}") {
+      inherit lib;
+      oneiricModule = repo + "/nixos-module";
+    };
+  vmScenarios = lib.concatMap (
+    file: map (node: "vm:${file}:${node}") (lib.attrNames (importVmTest file).nodes)
+  ) (lib.attrNames (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".nix" n) (builtins.readDir vmTestsDir)));
+  vmParts = lib.splitString ":" scenario;
+  isVm = lib.hasPrefix "vm:" scenario;
+  scenarioModule =
+    if isVm then (importVmTest (builtins.elemAt vmParts 1)).nodes.${builtins.elemAt vmParts 2} else scenarios.${scenario};
+
   eval = lib.evalModules {
     modules = [
       stubs
       (repo + "/nixos-module")
-      scenarios.${scenario}
+      scenarioModule
     ];
     specialArgs = { inherit pkgs utils; };
   };
@@ -328,12 +351,31 @@ let
           m: lib.hasInfix "allow_http" m
         ) failedAssertions) (toString failedAssertions))
       ]
+    else if isVm then
+      [
+        (expect "assertions hold" (failedAssertions == [ ]) (toString failedAssertions))
+        (expect "node configuration evaluates" (
+          builtins.isString (
+            builtins.toJSON {
+              services = lib.mapAttrs (_: s: s.serviceConfig) config.systemd.services;
+              inherit (config.environment) etc;
+              inherit (config.users) users groups;
+              tmpfiles = config.systemd.tmpfiles.rules;
+              ports = config.networking.firewall.allowedTCPPorts;
+            }
+          )
+        ) "")
+      ]
+      ++ lib.optional cfg.enable (
+        expect "oneiric runs the store binary" (lib.hasPrefix "${bin} orchestrate" sc.ExecStart) sc.ExecStart
+      )
     else
       common ++ perScenario.${scenario};
   firstLine = s: builtins.head (lib.splitString "\n" s);
 in
 {
   inherit unit expectations bin;
+  vmScenarios = lib.concatMapStrings (s: s + "\n") vmScenarios;
   settings = cfg.settings;
   # One line per expectation, for run.sh: `PASS name` or `FAIL name: detail`.
   report = lib.concatMapStrings (

@@ -221,6 +221,20 @@ for s in default custom attrs-manifest runtime-manifest no-manifest http-refused
 	fi
 done
 
+# Each node of each VM test, evaluated against the module with the same stubs.
+if eval_nix eval-module.nix vmScenarios >"$tmp/vms" 2>"$tmp/err"; then
+	while IFS= read -r s; do
+		[ -n "$s" ] || continue
+		if eval_nix eval-module.nix report --argstr scenario "$s" >"$tmp/report" 2>"$tmp/err"; then
+			relay "module[$s]: " <"$tmp/report"
+		else
+			ko "module[$s] evaluates" "$(first_line "$tmp/err")"
+		fi
+	done <"$tmp/vms"
+else
+	ko "list the VM tests' nodes" "$(first_line "$tmp/err")"
+fi
+
 if eval_nix eval-module.nix report --argstr scenario bad-section >/dev/null 2>"$tmp/err"; then
 	ko "module rejects an unknown settings section" "settings.nonsense evaluated without error"
 elif grep -q "nonsense" "$tmp/err"; then
