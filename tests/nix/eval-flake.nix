@@ -67,6 +67,15 @@ let
   ++ map (f: expect "VM test ${f}: { name; nodes; testScript with subtests; }" (testShape f) "") vmFiles;
 in
 {
+  # The Python test scripts, for a syntax check by run.sh (python3 -m py_compile).
+  testScripts = lib.concatMapStrings (f: "${lib.removeSuffix ".nix" f}\n") vmFiles;
+  testScript =
+    name:
+    (import (repo + "/nixos-module/tests/${name}.nix") {
+      inherit lib;
+      oneiricModule = { };
+    }).testScript;
+
   report = lib.concatMapStrings (
     e: if e.ok then "PASS ${e.name}\n" else "FAIL ${e.name}: ${toString e.detail}\n"
   ) expectations;

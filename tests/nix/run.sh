@@ -61,8 +61,13 @@ finish() {
 	[ "$fail" -eq 0 ] || exit 1
 	exit 0
 }
-# The first line of a file, for a FAIL reason.
-first_line() { grep -v '^[[:space:]]*$' "$1" | grep -m1 -i 'error' || head -n1 "$1"; }
+# The line of an error output that says what is wrong, for a FAIL reason (Nix puts its
+# message on the last "error: ..." line, after the trace).
+first_line() {
+	l=$(grep -E 'error: *[^ ]' "$1" | tail -n1 | sed 's/^[[:space:]]*//')
+	[ -n "$l" ] || l=$(grep -v '^[[:space:]]*$' "$1" | head -n1)
+	printf '%s\n' "$l"
+}
 tail_log() { tail -n 5 "$log" | tr '\n' ' '; }
 
 apt_install() {
@@ -211,6 +216,26 @@ if eval_nix eval-flake.nix report >"$tmp/report" 2>"$tmp/err"; then
 	relay "flake (nix $nix_version): " <"$tmp/report"
 else
 	ko "flake outputs evaluate (nix $nix_version)" "$(first_line "$tmp/err")"
+fi
+
+# The VM tests' Python scripts compile (they run in the NixOS test driver, not here).
+if ! command -v python3 >/dev/null 2>&1; then
+	sk "VM test scripts compile" "no python3 on this machine"
+elif eval_nix eval-flake.nix testScripts >"$tmp/tests" 2>"$tmp/err"; then
+	while IFS= read -r t; do
+		[ -n "$t" ] || continue
+		if ! eval_nix eval-flake.nix testScript --apply "f: f \"$t\"" >"$tmp/$t.py" 2>"$tmp/err"; then
+			ko "VM test $t: testScript evaluates" "$(first_line "$tmp/err")"
+		elif ! grep -q 'subtest' "$tmp/$t.py"; then
+			ko "VM test $t: testScript evaluates" "empty or without subtests"
+		elif python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$tmp/$t.py" 2>"$tmp/err"; then
+			ok "VM test $t: testScript evaluates and compiles (python3)"
+		else
+			ko "VM test $t: testScript compiles" "$(tail -n1 "$tmp/err")"
+		fi
+	done <"$tmp/tests"
+else
+	ko "list the VM tests" "$(first_line "$tmp/err")"
 fi
 
 for s in default custom attrs-manifest runtime-manifest no-manifest http-refused; do
