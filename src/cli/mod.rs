@@ -1,0 +1,347 @@
+//! The command line: clap definitions (also the source of the man pages and completions),
+//! dispatch, and the mapping of every error to an exit code scripts can rely on.
+
+mod docs;
+mod inspect;
+mod lifecycle;
+mod manifest_cmd;
+mod service;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Env, SettingsSource};
+use crate::domain::Domain;
+use crate::engine::{Dirs, LoadError, LoadRequest, ManifestSource, Overrides};
+
+/// Exit codes. Stable: scripts and the unit depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Failure = 1,
+    Usage = 2,
+    InvalidConfig = 3,
+    Unhealthy = 4,
+    NotFound = 5,
+    Refused = 6,
+    VerifyFailed = 7,
+}
+
+/// An error on its way out of the process, with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LoadError> for CliError {
+    fn from(e: LoadError) -> Self {
+        let exit = match &e {
+            LoadError::Config(_) | LoadError::Manifest(_) => Exit::InvalidConfig,
+            LoadError::Remote { .. } => Exit::Failure,
+        };
+        CliError::new(exit, e.to_string())
+    }
+}
+
+/// The exit code for a lifecycle error, shared by the offline CLI and the control socket.
+pub fn lifecycle_exit(e: &crate::lifecycle::LifecycleError) -> Exit {
+    match e {
+        crate::lifecycle::LifecycleError::NotFound(_) => Exit::NotFound,
+        crate::lifecycle::LifecycleError::Refused(_)
+        | crate::lifecycle::LifecycleError::RolledBack { .. } => Exit::Refused,
+        crate::lifecycle::LifecycleError::Store { .. }
+        | crate::lifecycle::LifecycleError::Activity(_) => Exit::Failure,
+    }
+}
+
+pub type CliResult = Result<Exit, CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oneiric",
+    version,
+    about = "Oneiric — the universal resolution layer",
+    long_about = "Decides, for every (domain, key), which provider is active among the candidates \
+from local settings and signed manifests, explains why, health-checks and hot-swaps them, and \
+serves the answer over a CLI, an HTTP API and Prometheus metrics.",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 invalid settings or manifest, 4 unhealthy, \
+5 not found, 6 refused or rolled back, 7 signature verification failed."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Settings directory or merged settings file [env: ONEIRIC_CONFIG; default: /etc/oneiric]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Manifest to load in addition to the settings directory's (path or URL; repeatable)
+    #[arg(long = "manifest", global = true, value_name = "PATH|URL")]
+    pub manifests: Vec<String>,
+    /// State directory [env: ONEIRIC_STATE_DIR, STATE_DIRECTORY; default: /var/lib/oneiric]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Cache directory [env: ONEIRIC_CACHE_DIR, CACHE_DIRECTORY; default: /var/cache/oneiric]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Runtime directory holding control.sock [env: ONEIRIC_RUNTIME_DIR, RUNTIME_DIRECTORY; default: /run/oneiric]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log level (trace, debug, info, warning, error) [env: ONEIRIC_LOG_LEVEL, LOG_LEVEL]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List candidates, winners first
+    List {
+        #[arg(long)]
+        domain: Option<Domain>,
+        /// Include shadowed (losing) candidates
+        #[arg(long)]
+        shadowed: bool,
+    },
+    /// Print the active provider of one (domain, key)
+    Resolve(KeyArgs),
+    /// Show every candidate of one (domain, key) in order, with the reasons
+    Explain(KeyArgs),
+    /// Per-key status: winner, bound provider, lifecycle state, pause/drain
+    Status {
+        #[arg(long)]
+        domain: Option<Domain>,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        shadowed: bool,
+    },
+    /// Check health; with --probe (the unit's ExecStartPre) also run the active probes
+    Health {
+        /// Also check directories and run the active candidates' probes
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Validate settings and manifests without starting anything (like `nginx -t`)
+    Check,
+    /// Hot-swap (domain, key) to PROVIDER: probe, bind, roll back on failure; pins the choice
+    Swap {
+        domain: Domain,
+        key: String,
+        /// Provider to activate (omit with --unpin)
+        #[arg(required_unless_present = "unpin")]
+        provider: Option<String>,
+        /// Bind even if the health probe fails
+        #[arg(long)]
+        force: bool,
+        /// Remove an earlier swap's pin and return to ordinary ranking
+        #[arg(long, conflicts_with_all = ["provider", "force"])]
+        unpin: bool,
+    },
+    /// Pause a key (refuses swaps) or resume it
+    Pause {
+        domain: Domain,
+        key: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Mark a key draining (refuses swaps) or clear it
+    Drain {
+        domain: Domain,
+        key: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// List paused and draining keys
+    Activity,
+    /// Sign, verify, pack manifests; make keys
+    #[command(subcommand)]
+    Manifest(manifest_cmd::ManifestCommand),
+    /// Run the service (systemd Type=notify): resolve, probe, refresh, serve HTTP and metrics
+    Orchestrate(OrchestrateArgs),
+    /// Ask the running service to reload; returns when the reload finished (the unit's ExecReload)
+    Reload {
+        /// Seconds to wait for the service's answer
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (oneiric.1 and one per subcommand) into a directory
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    pub domain: Domain,
+    pub key: String,
+    /// Required capability (repeatable)
+    #[arg(long = "capability", value_name = "NAME")]
+    pub capabilities: Vec<String>,
+    /// Rank partial capability matches instead of filtering them out
+    #[arg(long)]
+    pub any: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestrateArgs {
+    /// Seconds between re-reads of settings and manifests
+    #[arg(long, value_name = "SECONDS")]
+    pub refresh_interval: Option<u64>,
+    /// Port of the HTTP listener (metrics and API) [env: PROMETHEUS_METRICS_PORT]
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Do not serve HTTP
+    #[arg(long)]
+    pub no_http: bool,
+}
+
+/// Everything a command needs to know about where things are.
+pub struct Ctx {
+    pub global: Global,
+    pub env: Env,
+    pub dirs: Dirs,
+}
+
+impl Ctx {
+    pub fn request(&self, overrides: Overrides) -> LoadRequest {
+        LoadRequest {
+            config: SettingsSource::resolve(self.global.config.as_deref(), &self.env),
+            manifests: self
+                .global
+                .manifests
+                .iter()
+                .map(|m| ManifestSource::parse(m))
+                .collect(),
+            env: self.env.clone(),
+            overrides: Overrides {
+                log_level: self.global.log_level.clone(),
+                ..overrides
+            },
+            dirs: self.dirs.clone(),
+        }
+    }
+
+    /// Prints data as JSON or with the given human renderer.
+    pub fn print<T: serde::Serialize>(&self, data: &T, human: impl FnOnce() -> String) {
+        if self.global.json {
+            match serde_json::to_string_pretty(data) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("oneiric: cannot encode JSON: {e}"),
+            }
+        } else {
+            print!("{}", human());
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let env = Env::from_process();
+    let dirs = Dirs::resolve(
+        cli.global.state_dir.as_deref(),
+        cli.global.cache_dir.as_deref(),
+        cli.global.runtime_dir.as_deref(),
+        &env,
+    );
+    let ctx = Ctx {
+        global: cli.global,
+        env,
+        dirs,
+    };
+    let result = run(&ctx, cli.command);
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            eprintln!("oneiric: {}", e.message);
+            ExitCode::from(e.exit as u8)
+        }
+    }
+}
+
+fn run(ctx: &Ctx, command: Command) -> CliResult {
+    match command {
+        Command::List { domain, shadowed } => inspect::list(ctx, domain, shadowed),
+        Command::Resolve(k) => inspect::resolve(ctx, &k),
+        Command::Explain(k) => inspect::explain(ctx, &k),
+        Command::Status {
+            domain,
+            key,
+            shadowed,
+        } => inspect::status(ctx, domain, key.as_deref(), shadowed),
+        Command::Health { probe } => service::health(ctx, probe),
+        Command::Check => service::check(ctx),
+        Command::Swap {
+            domain,
+            key,
+            provider,
+            force,
+            unpin,
+        } => lifecycle::swap(ctx, domain, &key, provider.as_deref(), force, unpin),
+        Command::Pause {
+            domain,
+            key,
+            note,
+            resume,
+        } => lifecycle::pause(ctx, domain, &key, !resume, note),
+        Command::Drain {
+            domain,
+            key,
+            note,
+            clear,
+        } => lifecycle::drain(ctx, domain, &key, !clear, note),
+        Command::Activity => lifecycle::activity(ctx),
+        Command::Manifest(m) => manifest_cmd::run(ctx, m),
+        Command::Orchestrate(args) => service::orchestrate(ctx, args),
+        Command::Reload { timeout } => service::reload(ctx, timeout),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { out_dir } => docs::man(&out_dir),
+    }
+}
+
+/// A small current-thread runtime for the CLI's async work (probes, swaps).
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| CliError::new(Exit::Failure, format!("cannot start runtime: {e}")))
+}

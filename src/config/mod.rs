@@ -1,0 +1,349 @@
+//! Settings: typed sections, and their layered loading
+//! (built-in defaults → settings dir or file → environment → command-line flags).
+//!
+//! Every file is first parsed into its typed section so that errors carry the file, line and
+//! column and unknown fields are rejected; the layers are then merged as JSON values and the
+//! result is deserialised once more into [`Settings`].
+
+mod env;
+pub mod load;
+pub mod stack;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::Domain;
+use crate::manifest::{Capability, HealthCheck};
+
+pub use env::{Env, KNOWN_PLAIN_VARS};
+pub use load::{LoadedSettings, SettingsSource, load_settings};
+pub use stack::StackOrder;
+
+/// Errors reading settings. Each names the file (and line/column) or the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid UTF-8 (first bad byte at offset {offset})")]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{path}: file is {size} bytes, larger than the {limit}-byte limit for settings")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("command-line flag {flag}: {message}")]
+    Flag { flag: String, message: String },
+}
+
+/// The whole settings document. Field names follow the Python implementation's sections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub app: AppSettings,
+    pub adapters: DomainSettings,
+    pub services: DomainSettings,
+    pub tasks: DomainSettings,
+    pub events: DomainSettings,
+    pub workflows: DomainSettings,
+    pub actions: DomainSettings,
+    pub remote: RemoteSettings,
+    pub logging: LoggingSettings,
+    pub http: HttpSettings,
+    pub lifecycle: LifecycleSettings,
+}
+
+impl Settings {
+    pub fn domain(&self, domain: Domain) -> &DomainSettings {
+        match domain {
+            Domain::Adapter => &self.adapters,
+            Domain::Service => &self.services,
+            Domain::Task => &self.tasks,
+            Domain::Event => &self.events,
+            Domain::Workflow => &self.workflows,
+            Domain::Action => &self.actions,
+        }
+    }
+
+    /// Checks that serde cannot express: names, ranges, combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        for domain in Domain::ALL {
+            let section = self.domain(domain);
+            for (key, provider) in &section.selections {
+                if !crate::domain::is_valid_name(key) {
+                    return Err(format!(
+                        "{}.selections: key `{key}` does not match ^[A-Za-z0-9_.-]+$",
+                        domain.section()
+                    ));
+                }
+                if !crate::domain::is_valid_name(provider) {
+                    return Err(format!(
+                        "{}.selections.{key}: provider `{provider}` does not match ^[A-Za-z0-9_.-]+$",
+                        domain.section()
+                    ));
+                }
+            }
+            for (i, c) in section.candidates.iter().enumerate() {
+                c.validate()
+                    .map_err(|e| format!("{}.candidates[{i}]: {e}", domain.section()))?;
+            }
+        }
+        let r = &self.remote;
+        if r.signature_threshold == 0 {
+            return Err("remote.signature_threshold: must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&r.retry_jitter) {
+            return Err("remote.retry_jitter: must be between 0 and 1".into());
+        }
+        if r.retry_base_delay < 0.0 || r.retry_max_delay < r.retry_base_delay {
+            return Err("remote.retry_max_delay: must be >= retry_base_delay >= 0".into());
+        }
+        if r.refresh_interval == 0 {
+            return Err("remote.refresh_interval: must be at least 1 second".into());
+        }
+        for key in &r.trusted_public_keys {
+            crate::manifest::signature::parse_public_key(key)
+                .map_err(|e| format!("remote.trusted_public_keys: {e}"))?;
+        }
+        if let Some(level) = &self.logging.level {
+            crate::telemetry::parse_level(level).map_err(|e| format!("logging.level: {e}"))?;
+        }
+        if self.http.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!(
+                "http.address: `{}` is not an IP address",
+                self.http.address
+            ));
+        }
+        for (name, v) in [
+            (
+                "lifecycle.activation_timeout",
+                self.lifecycle.activation_timeout,
+            ),
+            ("lifecycle.health_timeout", self.lifecycle.health_timeout),
+            ("lifecycle.cleanup_timeout", self.lifecycle.cleanup_timeout),
+        ] {
+            if !(v > 0.0 && v <= 3600.0) {
+                return Err(format!("{name}: must be between 0 and 3600 seconds"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSettings {
+    pub name: String,
+    pub environment: String,
+    pub debug: bool,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            name: "oneiric".into(),
+            environment: "production".into(),
+            debug: false,
+        }
+    }
+}
+
+/// One domain section (`adapters.yml`, ...).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainSettings {
+    /// key → provider: explicit selection override.
+    pub selections: BTreeMap<String, String>,
+    /// provider → free-form settings handed to that provider.
+    pub provider_settings: BTreeMap<String, Value>,
+    pub options: BTreeMap<String, Value>,
+    /// Candidates declared locally (source `local_pkg`).
+    pub candidates: Vec<LocalCandidate>,
+}
+
+/// A candidate declared in settings; the same fields as a manifest entry, minus `domain`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCandidate {
+    pub key: String,
+    pub provider: String,
+    #[serde(default)]
+    pub factory: Option<String>,
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub stack_level: Option<i64>,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
+    /// Named layer for `ONEIRIC_STACK_ORDER`; defaults to `local`.
+    #[serde(default)]
+    pub layer: Option<String>,
+}
+
+impl LocalCandidate {
+    fn validate(&self) -> Result<(), String> {
+        crate::manifest::validate_fields(
+            &self.key,
+            &self.provider,
+            self.priority,
+            self.stack_level,
+            self.health.as_ref(),
+        )
+    }
+}
+
+/// Remote manifest fetching and signature policy. Defaults are the reference implementation's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteSettings {
+    pub enabled: bool,
+    pub manifest_url: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub verify_tls: bool,
+    /// Plain `http://` manifests are refused unless this is set.
+    pub allow_http: bool,
+    pub auth: AuthSettings,
+    pub signature_required: bool,
+    pub signature_threshold: usize,
+    pub signature_max_age_seconds: Option<u64>,
+    pub signature_require_expiry: bool,
+    pub trusted_public_keys: Vec<String>,
+    pub refresh_interval: u64,
+    pub max_retries: u32,
+    pub retry_base_delay: f64,
+    pub retry_max_delay: f64,
+    pub retry_jitter: f64,
+    pub circuit_breaker_threshold: u32,
+    pub circuit_breaker_reset: u64,
+    /// `file://` URIs in `manifest_url`; plain local paths are always allowed.
+    pub allow_file_uris: bool,
+    pub allowed_file_uri_roots: Vec<PathBuf>,
+    pub latency_budget_ms: Option<u64>,
+    pub max_body_bytes: u64,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            manifest_url: None,
+            cache_dir: None,
+            verify_tls: true,
+            allow_http: false,
+            auth: AuthSettings::default(),
+            signature_required: false,
+            signature_threshold: 1,
+            signature_max_age_seconds: None,
+            signature_require_expiry: false,
+            trusted_public_keys: Vec::new(),
+            refresh_interval: 300,
+            max_retries: 3,
+            retry_base_delay: 1.0,
+            retry_max_delay: 30.0,
+            retry_jitter: 0.25,
+            circuit_breaker_threshold: 5,
+            circuit_breaker_reset: 60,
+            allow_file_uris: false,
+            allowed_file_uri_roots: Vec::new(),
+            latency_budget_ms: None,
+            max_body_bytes: crate::manifest::MAX_MANIFEST_BYTES,
+        }
+    }
+}
+
+/// The auth header for remote fetches. The token itself never lives in settings: it comes from
+/// an environment variable (the unit's `EnvironmentFile=`) or a systemd credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub header_name: String,
+    /// Name of the environment variable holding the token.
+    pub token_env: Option<String>,
+    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding the token.
+    pub token_credential: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            header_name: "Authorization".into(),
+            token_env: None,
+            token_credential: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingSettings {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+    /// Python-compatible spelling of `format: json`.
+    pub emit_json: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub enabled: bool,
+    pub address: String,
+    pub port: u16,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: "127.0.0.1".into(),
+            port: 9090,
+        }
+    }
+}
+
+/// Timeouts of the activate/swap sequence, in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleSettings {
+    pub activation_timeout: f64,
+    pub health_timeout: f64,
+    pub cleanup_timeout: f64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            activation_timeout: 30.0,
+            health_timeout: 5.0,
+            cleanup_timeout: 10.0,
+        }
+    }
+}

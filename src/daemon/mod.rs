@@ -1,0 +1,696 @@
+//! `oneiric orchestrate`: the long-running service.
+//!
+//! One main loop owns signals, the refresh timer, reload requests and the watchdog. Reloads run
+//! as tasks, one at a time; each loads everything off to the side and swaps the served state in
+//! only when all of it is good. Readers (HTTP, control) take the current state from an
+//! `ArcSwap` and never wait on a reload.
+
+mod control_server;
+pub mod notify;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::activity::ActivityStore;
+use crate::cli::Exit;
+use crate::config::{self, LoadedSettings};
+use crate::domain::Domain;
+use crate::engine::{self, LoadError, LoadRequest, ManifestReport};
+use crate::lifecycle::{self, Activation, LifecycleStatus};
+use crate::manifest::{Manifest, ManifestError};
+use crate::metrics::Metrics;
+use crate::resolver::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("initial load failed: {0}")]
+    Load(#[from] LoadError),
+    #[error("{0}")]
+    Startup(String),
+}
+
+impl DaemonError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            DaemonError::Load(LoadError::Remote { .. }) => Exit::Failure,
+            DaemonError::Load(_) => Exit::InvalidConfig,
+            DaemonError::Startup(_) => Exit::Failure,
+        }
+    }
+}
+
+/// What the service serves: the inputs of the last good load and the snapshot built from them.
+pub struct Served {
+    pub settings: LoadedSettings,
+    pub manifests: Vec<ManifestReport>,
+    pub loaded: Arc<Vec<Manifest>>,
+    pub snapshot: Arc<Snapshot>,
+    pub warnings: Vec<String>,
+    pub demo: bool,
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+}
+
+/// The outcome of the latest reload or refresh, for `STATUS=`, `/v1/status` and `reload`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastReload {
+    pub trigger: String,
+    pub ok: bool,
+    pub message: String,
+    pub at_unix: u64,
+}
+
+/// State shared by the main loop, the HTTP server and the control server.
+pub struct Shared {
+    pub served: ArcSwap<Served>,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+    pub req: LoadRequest,
+    pub lifecycle: tokio::sync::Mutex<LifecycleStatus>,
+    pub activity: Mutex<ActivityStore>,
+    pub last_reload: Mutex<Option<LastReload>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Millis since start when the running reload began (0 = none), for the watchdog.
+    reload_started: AtomicU64,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Sighup,
+    Control,
+    Refresh,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Sighup => "sighup",
+            Trigger::Control => "control",
+            Trigger::Refresh => "refresh",
+        }
+    }
+}
+
+pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Longest a reload may run before the watchdog treats the service as hung.
+const RELOAD_DEADLINE: Duration = Duration::from_secs(300);
+
+impl Shared {
+    pub fn status_line(&self) -> String {
+        let served = self.served.load();
+        let snap = &served.snapshot;
+        let base = format!(
+            "Serving {} keys from {} candidates (generation {}{})",
+            snap.key_count(),
+            snap.candidate_count(),
+            served.generation,
+            if served.demo { ", built-in demo" } else { "" }
+        );
+        let cached: Vec<String> = served
+            .manifests
+            .iter()
+            .filter_map(|m| {
+                m.cached_age_seconds
+                    .map(|a| format!("{} from cache, {a} s old", m.origin))
+            })
+            .collect();
+        let cached = if cached.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", cached.join("; "))
+        };
+        let last = match &*self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(l) if l.ok => format!("; last {}: ok", l.trigger),
+            Some(l) => format!("; last {} FAILED: {}", l.trigger, l.message),
+            None => String::new(),
+        };
+        format!("{base}{cached}{last}")
+    }
+
+    fn set_last(&self, trigger: Trigger, ok: bool, message: &str) {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
+            trigger: trigger.as_str().into(),
+            ok,
+            message: message.into(),
+            at_unix: unix_now(),
+        });
+    }
+
+    /// Keys that refuse swaps (paused or draining): read once per reload, they are few.
+    fn refused_keys(&self) -> HashSet<(String, String)> {
+        let store = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        match store.all() {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|a| a.paused || a.draining)
+                .map(|a| (a.domain, a.key))
+                .collect(),
+            Err(e) => {
+                tracing::error!(oneiric_event = "activity_error", "{e}");
+                HashSet::new()
+            }
+        }
+    }
+
+    fn record_activations(&self, attempts: &[Activation]) {
+        for a in attempts {
+            self.metrics
+                .observe_activation(a.domain, a.bound, a.duration.as_secs_f64());
+            let result = if a.bound && a.error.is_none() {
+                "success"
+            } else {
+                "failure"
+            };
+            self.metrics
+                .probes
+                .with_label_values(&[a.domain.as_str(), result])
+                .inc();
+            if a.bound {
+                tracing::info!(
+                    oneiric_event = "activate",
+                    oneiric_domain = %a.domain,
+                    oneiric_key = %a.key,
+                    oneiric_provider = %a.provider,
+                    "activated {}/{} -> {} in {:.1} ms",
+                    a.domain, a.key, a.provider, a.duration.as_secs_f64() * 1000.0
+                );
+            } else {
+                tracing::warn!(
+                    oneiric_event = "activate_failed",
+                    oneiric_domain = %a.domain,
+                    oneiric_key = %a.key,
+                    oneiric_provider = %a.provider,
+                    "activation of {}/{} -> {} failed: {}; kept {}",
+                    a.domain, a.key, a.provider,
+                    a.error.as_deref().unwrap_or("unknown"),
+                    a.previous.as_deref().unwrap_or("nothing")
+                );
+            }
+        }
+    }
+
+    fn publish(&self, world: engine::World, generation: u64) {
+        let loaded: usize = world.manifests.iter().map(|m| m.loaded).sum();
+        let skipped: usize = world.manifests.iter().map(|m| m.skipped.len()).sum();
+        self.metrics
+            .observe_snapshot(&world.snapshot, loaded, skipped);
+        for m in &world.manifests {
+            if let Some(age) = m.cached_age_seconds {
+                self.metrics
+                    .manifest_age
+                    .with_label_values(&[&m.origin])
+                    .set(age as f64);
+            }
+        }
+        self.served.store(Arc::new(Served {
+            settings: world.settings,
+            manifests: world.manifests,
+            loaded: Arc::new(world.loaded),
+            snapshot: Arc::new(world.snapshot),
+            warnings: world.warnings,
+            demo: world.demo,
+            generation,
+            loaded_at: SystemTime::now(),
+        }));
+        self.metrics.last_reload_success.set(unix_now() as f64);
+    }
+
+    /// Reloads settings and manifests. On any error the served state is untouched.
+    pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
+        let _guard = self.reload_lock.lock().await;
+        let notify_systemd = matches!(trigger, Trigger::Sighup | Trigger::Control);
+        if notify_systemd {
+            notify::reloading();
+        }
+        self.reload_started.store(
+            self.started.elapsed().as_millis().max(1) as u64,
+            Ordering::SeqCst,
+        );
+        let result = self.reload_inner(trigger).await;
+        self.reload_started.store(0, Ordering::SeqCst);
+        let (ok, message) = match &result {
+            Ok(m) => (true, m.clone()),
+            Err(m) => (false, m.clone()),
+        };
+        self.set_last(trigger, ok, &message);
+        let result_label = if ok { "success" } else { "failure" };
+        if trigger == Trigger::Refresh {
+            if !ok {
+                self.metrics.refreshes.with_label_values(&["failure"]).inc();
+            }
+        } else {
+            self.metrics
+                .reloads
+                .with_label_values(&[trigger.as_str(), result_label])
+                .inc();
+        }
+        if ok {
+            tracing::info!(
+                oneiric_event = "reload",
+                trigger = trigger.as_str(),
+                "{message}"
+            );
+        } else {
+            tracing::error!(
+                oneiric_event = "reload_failed",
+                trigger = trigger.as_str(),
+                "reload failed, still serving the previous state: {message}"
+            );
+        }
+        let status = self.status_line();
+        if notify_systemd {
+            notify::ready(&status);
+        } else {
+            notify::status(&status);
+        }
+        result
+    }
+
+    async fn reload_inner(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
+        let pins = self.lifecycle.lock().await.pins();
+        let req = self.req.clone();
+        let loaded = tokio::task::spawn_blocking(move || engine::load(&req, &pins, None))
+            .await
+            .map_err(|e| format!("load task failed: {e}"))?;
+        let world = match loaded {
+            Ok(w) => w,
+            Err(e) => {
+                if matches!(e, LoadError::Manifest(ManifestError::Signature { .. })) {
+                    self.metrics.signature_failures.inc();
+                }
+                return Err(e.to_string());
+            }
+        };
+        let attempts = self.reconcile(&world.snapshot, &world.settings).await;
+        let generation = self.served.load().generation + 1;
+        let message = format!(
+            "{} {}: {} candidates, {} keys, {} manifest(s), {} entries skipped, {} activation(s)",
+            if trigger == Trigger::Startup {
+                "loaded"
+            } else {
+                "reloaded"
+            },
+            generation,
+            world.snapshot.candidate_count(),
+            world.snapshot.key_count(),
+            world.manifests.len(),
+            world
+                .manifests
+                .iter()
+                .map(|m| m.skipped.len())
+                .sum::<usize>(),
+            attempts.len()
+        );
+        for w in &world.warnings {
+            tracing::warn!(oneiric_event = "load_warning", "{w}");
+        }
+        self.publish(world, generation);
+        Ok(message)
+    }
+
+    /// Activates winners that changed, persisting the lifecycle status.
+    async fn reconcile(&self, snapshot: &Snapshot, settings: &LoadedSettings) -> Vec<Activation> {
+        let refused = self.refused_keys();
+        let check = |d: Domain, k: &str| refused.contains(&(d.to_string(), k.to_string()));
+        let mut status = self.lifecycle.lock().await;
+        let attempts =
+            lifecycle::reconcile(snapshot, &mut status, &check, &settings.settings.lifecycle).await;
+        if let Err(e) = status.save(&self.req.dirs.state) {
+            tracing::error!(oneiric_event = "state_write_failed", "{e}");
+        }
+        drop(status);
+        self.record_activations(&attempts);
+        attempts
+    }
+
+    /// Rebuilds the served snapshot from the same inputs with the current pins (after a swap).
+    pub async fn rebuild_with_pins(&self) {
+        let pins = self.lifecycle.lock().await.pins();
+        let served = self.served.load_full();
+        let (snapshot, _) = engine::build_snapshot(&served.settings, &served.loaded, &pins);
+        self.served.store(Arc::new(Served {
+            settings: served.settings.clone(),
+            manifests: served.manifests.clone(),
+            loaded: Arc::clone(&served.loaded),
+            snapshot: Arc::new(snapshot),
+            warnings: served.warnings.clone(),
+            demo: served.demo,
+            generation: served.generation + 1,
+            loaded_at: SystemTime::now(),
+        }));
+        notify::status(&self.status_line());
+    }
+
+    /// Whether the service is making progress: no reload stuck past its deadline.
+    fn progressing(&self) -> bool {
+        let started = self.reload_started.load(Ordering::SeqCst);
+        started == 0
+            || self.started.elapsed().as_millis() as u64 - started
+                < RELOAD_DEADLINE.as_millis() as u64
+    }
+}
+
+/// Fingerprint of the local inputs (paths, sizes, mtimes) to notice changes cheaply.
+fn fingerprint(served: &Served, req: &LoadRequest) -> Vec<(PathBuf, u64, i128)> {
+    let mut paths: Vec<PathBuf> = served.settings.files.clone();
+    if let Some(p) = &served.settings.dir_manifest {
+        paths.push(p.clone());
+    }
+    paths.push(req.config.path.clone());
+    for m in &req.manifests {
+        if let engine::ManifestSource::Path(p) = m {
+            paths.push(p.clone());
+        }
+    }
+    // New files in the settings directory count as changes too.
+    if let Ok(rd) = std::fs::read_dir(&req.config.path) {
+        paths.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let size = meta.as_ref().map(|m| m.len()).unwrap_or(u64::MAX);
+            let mtime = meta
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(-1);
+            (p, size, mtime)
+        })
+        .collect()
+}
+
+/// Runs the service until SIGTERM/SIGINT. Returns an error when it cannot start.
+pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
+    // Logging first, from settings alone, so that a bad manifest is reported in the right place.
+    let pre = config::load_settings(&req.config, &req.env);
+    let (level, format) = match &pre {
+        Ok(l) => {
+            let level = req
+                .overrides
+                .log_level
+                .as_deref()
+                .or(l.settings.logging.level.as_deref())
+                .and_then(|s| crate::telemetry::parse_level(s).ok())
+                .unwrap_or(tracing::level_filters::LevelFilter::INFO);
+            let format = l
+                .settings
+                .logging
+                .format
+                .or(match l.settings.logging.emit_json {
+                    Some(true) => Some(config::LogFormat::Json),
+                    Some(false) => Some(config::LogFormat::Text),
+                    None => None,
+                });
+            (level, format)
+        }
+        Err(_) => (tracing::level_filters::LevelFilter::INFO, None),
+    };
+    let sink = crate::telemetry::init(level, format);
+    if let Err(e) = pre {
+        tracing::error!(oneiric_event = "startup_failed", "{e}");
+        return Err(DaemonError::Load(e.into()));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("oneiric")
+        .build()
+        .map_err(|e| DaemonError::Startup(format!("cannot start runtime: {e}")))?;
+    let result = runtime.block_on(serve(req, sink));
+    // Tasks still parked on I/O must not delay exit past TimeoutStopSec.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), DaemonError> {
+    let dirs = req.dirs.clone();
+    for (what, dir) in [("state", &dirs.state), ("cache", &dirs.cache)] {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DaemonError::Startup(format!("{what} directory {}: {e}", dir.display()))
+        })?;
+    }
+    let lifecycle_status = match LifecycleStatus::load(&dirs.state) {
+        Ok(s) => s,
+        Err(e) => {
+            // A corrupt status file must not keep the service down; keep it for inspection.
+            let path = LifecycleStatus::path(&dirs.state);
+            let aside = path.with_extension(format!("json.corrupt-{}", unix_now()));
+            let _ = std::fs::rename(&path, &aside);
+            tracing::error!(
+                oneiric_event = "state_corrupt",
+                "{e}; moved to {} and starting with an empty lifecycle status",
+                aside.display()
+            );
+            LifecycleStatus::default()
+        }
+    };
+    let activity =
+        ActivityStore::open(&dirs.state).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    let metrics = Metrics::new().map_err(|e| DaemonError::Startup(e.to_string()))?;
+
+    // First load, synchronously: no READY until it succeeded.
+    let pins = lifecycle_status.pins();
+    let first = {
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || engine::load(&req, &pins, None))
+            .await
+            .map_err(|e| DaemonError::Startup(format!("load task failed: {e}")))?
+    };
+    let world = match first {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(oneiric_event = "startup_failed", "{e}");
+            if matches!(e, LoadError::Manifest(ManifestError::Signature { .. })) {
+                metrics.signature_failures.inc();
+            }
+            return Err(e.into());
+        }
+    };
+    let http_settings = world.settings.settings.http.clone();
+    let refresh = Duration::from_secs(world.settings.settings.remote.refresh_interval.max(1));
+
+    let shared = Arc::new(Shared {
+        served: ArcSwap::from_pointee(Served {
+            settings: world.settings.clone(),
+            manifests: Vec::new(),
+            loaded: Arc::new(Vec::new()),
+            snapshot: Arc::new(Snapshot::default()),
+            warnings: Vec::new(),
+            demo: false,
+            generation: 0,
+            loaded_at: SystemTime::now(),
+        }),
+        metrics,
+        ready: AtomicBool::new(false),
+        req: req.clone(),
+        lifecycle: tokio::sync::Mutex::new(lifecycle_status),
+        activity: Mutex::new(activity),
+        last_reload: Mutex::new(None),
+        reload_lock: tokio::sync::Mutex::new(()),
+        reload_started: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    for w in &world.warnings {
+        tracing::warn!(oneiric_event = "load_warning", "{w}");
+    }
+    let attempts = shared.reconcile(&world.snapshot, &world.settings).await;
+    let message = format!(
+        "loaded: {} candidates, {} keys, {} manifest(s), {} activation(s)",
+        world.snapshot.candidate_count(),
+        world.snapshot.key_count(),
+        world.manifests.len(),
+        attempts.len()
+    );
+    shared.publish(world, 1);
+    shared.set_last(Trigger::Startup, true, &message);
+    shared
+        .metrics
+        .reloads
+        .with_label_values(&["startup", "success"])
+        .inc();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(16);
+
+    // Listeners before READY, so that whoever waits for READY can connect.
+    let mut tasks = Vec::new();
+    let http_addr = if http_settings.enabled {
+        let addr = format!("{}:{}", http_settings.address, http_settings.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| DaemonError::Startup(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Startup(e.to_string()))?;
+        tasks.push(tokio::spawn(crate::http::serve(
+            listener,
+            Arc::clone(&shared),
+            shutdown_rx.clone(),
+        )));
+        Some(local)
+    } else {
+        None
+    };
+    let control_path = dirs.control_socket();
+    let control = control_server::bind(&control_path).map_err(DaemonError::Startup)?;
+    tasks.push(tokio::spawn(control_server::serve(
+        control,
+        Arc::clone(&shared),
+        reload_tx.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    shared.ready.store(true, Ordering::SeqCst);
+    shared.metrics.ready.set(1);
+    let status = shared.status_line();
+    notify::ready(&status);
+    match http_addr {
+        Some(a) => tracing::info!(
+            oneiric_event = "ready",
+            "ready: {status}; HTTP on http://{a} (/metrics, /healthz, /readyz, /v1/status, /v1/resolve/DOMAIN/KEY, /v1/explain/DOMAIN/KEY); control socket {}; logging to {sink:?}",
+            control_path.display()
+        ),
+        None => tracing::info!(
+            oneiric_event = "ready",
+            "ready: {status}; HTTP disabled; control socket {}",
+            control_path.display()
+        ),
+    }
+
+    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut refresh_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
+    refresh_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog = notify::watchdog_interval();
+    // Without a watchdog the tick is effectively never: no idle wake-ups.
+    let mut watchdog_timer = tokio::time::interval(
+        watchdog
+            .map(|w| w / 2)
+            .unwrap_or(Duration::from_secs(86_400 * 365)),
+    );
+    let mut last_fingerprint = fingerprint(&shared.served.load(), &req);
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!(oneiric_event = "stop", "SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!(oneiric_event = "stop", "SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                let s = Arc::clone(&shared);
+                tokio::spawn(async move { let _ = s.reload(Trigger::Sighup).await; });
+            }
+            Some(reply) = reload_rx.recv() => {
+                let s = Arc::clone(&shared);
+                tokio::spawn(async move { let _ = reply.send(s.reload(Trigger::Control).await); });
+            }
+            _ = refresh_timer.tick() => {
+                let current = fingerprint(&shared.served.load(), &req);
+                if current != last_fingerprint {
+                    last_fingerprint = current;
+                    let s = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        if s.reload(Trigger::Refresh).await.is_ok() {
+                            s.metrics.refreshes.with_label_values(&["reloaded"]).inc();
+                        }
+                    });
+                } else {
+                    shared.metrics.refreshes.with_label_values(&["unchanged"]).inc();
+                    // Unchanged inputs: only retry activations that failed (a probe may recover).
+                    let s = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        let served = s.served.load_full();
+                        let attempts = s.reconcile(&served.snapshot, &served.settings).await;
+                        if !attempts.is_empty() {
+                            notify::status(&s.status_line());
+                        }
+                    });
+                }
+            }
+            _ = watchdog_timer.tick(), if watchdog.is_some() => {
+                if shared.progressing() {
+                    notify::watchdog();
+                } else {
+                    tracing::error!(oneiric_event = "watchdog_withheld", "a reload has run for more than {} s; withholding watchdog pings", RELOAD_DEADLINE.as_secs());
+                }
+            }
+        }
+    }
+
+    notify::stopping();
+    shared.ready.store(false, Ordering::SeqCst);
+    shared.metrics.ready.set(0);
+    let _ = shutdown_tx.send(true);
+    // Let servers finish in-flight requests briefly, then move on.
+    let drain = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    // Any reload in flight finishes or is abandoned; state on disk is always whole.
+    let _ = tokio::time::timeout(Duration::from_secs(5), shared.reload_lock.lock()).await;
+    let status = shared.lifecycle.lock().await;
+    if let Err(e) = status.save(&dirs.state) {
+        tracing::error!(oneiric_event = "state_write_failed", "{e}");
+    }
+    let _ = std::fs::remove_file(&control_path);
+    tracing::info!(oneiric_event = "stopped", "stopped");
+    Ok(())
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, DaemonError> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| DaemonError::Startup(format!("cannot install signal handler: {e}")))
+}
+
+/// Per-key view used by `/v1/status` and the control socket's `status`.
+pub fn status_json(shared: &Shared) -> serde_json::Value {
+    let served = shared.served.load();
+    let mut domains = HashMap::new();
+    for (d, (cands, keys)) in served.snapshot.domain_counts() {
+        domains.insert(
+            d.to_string(),
+            serde_json::json!({"candidates": cands, "keys": keys}),
+        );
+    }
+    let last = shared.last_reload.lock().map(|l| l.clone()).unwrap_or(None);
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": shared.ready.load(Ordering::SeqCst),
+        "generation": served.generation,
+        "loaded_at_unix": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "candidates": served.snapshot.candidate_count(),
+        "keys": served.snapshot.key_count(),
+        "domains": domains,
+        "manifests": served.manifests,
+        "warnings": served.warnings,
+        "demo": served.demo,
+        "last_reload": last,
+        "status": shared.status_line(),
+    })
+}

@@ -1,0 +1,325 @@
+//! Loading everything the resolver needs — settings, manifests, signatures, operator pins —
+//! into one [`World`]: the single entry point shared by the CLI and the service, so that
+//! `check`, `health --probe`, a reload and a refresh all judge input the same way.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{self, ConfigError, Env, LoadedSettings, SettingsSource};
+use crate::domain::Domain;
+use crate::manifest::signature::{TrustPolicy, Verdict};
+use crate::manifest::{self, Manifest, ManifestError, Skipped};
+use crate::resolver::{Registry, SelectionOrigin, Snapshot};
+
+const DEMO_MANIFEST: &str = include_str!("demo-manifest.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{origin}: {message}")]
+    Remote { origin: String, message: String },
+}
+
+/// The service's directories, each from flag, `ONEIRIC_*`, systemd's `*_DIRECTORY`, or the
+/// packaged default, in that order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dirs {
+    pub state: PathBuf,
+    pub cache: PathBuf,
+    pub runtime: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl Dirs {
+    pub fn resolve(
+        state: Option<&Path>,
+        cache: Option<&Path>,
+        runtime: Option<&Path>,
+        env: &Env,
+    ) -> Self {
+        // systemd may pass several colon-separated directories; ours is the first.
+        let pick = |flag: Option<&Path>, ours: &str, systemd: &str, default: &str| -> PathBuf {
+            flag.map(Path::to_path_buf)
+                .or_else(|| env.get(ours).map(PathBuf::from))
+                .or_else(|| {
+                    env.get(systemd)
+                        .and_then(|v| v.split(':').next())
+                        .map(PathBuf::from)
+                })
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        Self {
+            state: pick(
+                state,
+                "ONEIRIC_STATE_DIR",
+                "STATE_DIRECTORY",
+                "/var/lib/oneiric",
+            ),
+            cache: pick(
+                cache,
+                "ONEIRIC_CACHE_DIR",
+                "CACHE_DIRECTORY",
+                "/var/cache/oneiric",
+            ),
+            runtime: pick(
+                runtime,
+                "ONEIRIC_RUNTIME_DIR",
+                "RUNTIME_DIRECTORY",
+                "/run/oneiric",
+            ),
+            logs: pick(
+                None,
+                "ONEIRIC_LOGS_DIR",
+                "LOGS_DIRECTORY",
+                "/var/log/oneiric",
+            ),
+        }
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime.join("control.sock")
+    }
+}
+
+/// A manifest location: a local path (the packaged default) or a URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "location", rename_all = "lowercase")]
+pub enum ManifestSource {
+    Path(PathBuf),
+    Url(String),
+}
+
+impl ManifestSource {
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("https://") || s.starts_with("http://") {
+            ManifestSource::Url(s.to_string())
+        } else if let Some(p) = s.strip_prefix("file://") {
+            ManifestSource::Path(PathBuf::from(p))
+        } else {
+            ManifestSource::Path(PathBuf::from(s))
+        }
+    }
+}
+
+/// Flags that override settings (the highest layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub refresh_interval: Option<u64>,
+    pub http_port: Option<u16>,
+    pub no_http: bool,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    pub config: SettingsSource,
+    pub manifests: Vec<ManifestSource>,
+    pub env: Env,
+    pub overrides: Overrides,
+    pub dirs: Dirs,
+}
+
+/// What happened to one manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestReport {
+    pub origin: String,
+    pub source: Option<String>,
+    pub loaded: usize,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+    pub signature: Verdict,
+    /// Set when a remote manifest was served from the cache; its age in seconds.
+    pub cached_age_seconds: Option<u64>,
+}
+
+/// Everything loaded, ready to serve.
+#[derive(Debug)]
+pub struct World {
+    pub settings: LoadedSettings,
+    pub manifests: Vec<ManifestReport>,
+    /// The parsed manifests, kept so that a pin change rebuilds the snapshot without I/O.
+    pub loaded: Vec<Manifest>,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    pub demo: bool,
+}
+
+/// Fetches remote manifests; the seam the remote module fills. `None` means no remote support
+/// in this context (the offline CLI).
+pub type RemoteLoader<'a> =
+    &'a dyn Fn(&str, &LoadedSettings) -> Result<(Manifest, Option<u64>), LoadError>;
+
+/// Applies command-line overrides on top of loaded settings, re-validating.
+pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(), ConfigError> {
+    let s = &mut loaded.settings;
+    if let Some(r) = o.refresh_interval {
+        if r == 0 {
+            return Err(ConfigError::Flag {
+                flag: "--refresh-interval".into(),
+                message: "must be at least 1 second".into(),
+            });
+        }
+        s.remote.refresh_interval = r;
+    }
+    if let Some(p) = o.http_port {
+        s.http.port = p;
+    }
+    if o.no_http {
+        s.http.enabled = false;
+    }
+    if let Some(l) = &o.log_level {
+        crate::telemetry::parse_level(l).map_err(|message| ConfigError::Flag {
+            flag: "--log-level".into(),
+            message,
+        })?;
+        s.logging.level = Some(l.clone());
+    }
+    Ok(())
+}
+
+/// Loads settings and every manifest, checks signatures, and builds the snapshot with the
+/// given operator pins. Any error leaves nothing half-built: the caller keeps what it had.
+pub fn load(
+    req: &LoadRequest,
+    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+    remote: Option<RemoteLoader<'_>>,
+) -> Result<World, LoadError> {
+    let mut loaded = config::load_settings(&req.config, &req.env)?;
+    apply_overrides(&mut loaded, &req.overrides)?;
+    let mut warnings = loaded.warnings.clone();
+
+    let policy =
+        TrustPolicy::from_settings(&loaded.settings.remote).map_err(|e| ConfigError::Invalid {
+            path: req.config.path.clone(),
+            message: format!("remote.trusted_public_keys: {e}"),
+        })?;
+
+    // Sources in registration order, without duplicates (the unit passes the same file the
+    // settings directory holds).
+    let mut sources: Vec<ManifestSource> = Vec::new();
+    let mut push = |s: ManifestSource| {
+        let key = |s: &ManifestSource| match s {
+            ManifestSource::Path(p) => {
+                ManifestSource::Path(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            }
+            other => other.clone(),
+        };
+        let k = key(&s);
+        if !sources.iter().any(|x| key(x) == k) {
+            sources.push(s);
+        }
+    };
+    if let Some(p) = &loaded.dir_manifest {
+        push(ManifestSource::Path(p.clone()));
+    }
+    for s in &req.manifests {
+        push(s.clone());
+    }
+    if let Some(url) = &loaded.settings.remote.manifest_url
+        && (loaded.settings.remote.enabled || req.manifests.is_empty())
+    {
+        push(ManifestSource::parse(url));
+    }
+
+    let mut manifests = Vec::new();
+    let mut reports = Vec::new();
+    for source in &sources {
+        let (m, cached_age) = match source {
+            ManifestSource::Path(p) => (manifest::load_file(p)?, None),
+            ManifestSource::Url(u) => match remote {
+                Some(fetch) => fetch(u, &loaded)?,
+                None => {
+                    return Err(LoadError::Remote {
+                        origin: u.clone(),
+                        message: "remote manifests are fetched by `oneiric orchestrate` or `oneiric remote-sync`; run `oneiric remote-sync` first to use the cached copy".into(),
+                    });
+                }
+            },
+        };
+        let verdict = manifest::signature::verify(&m.raw, &policy);
+        if let Verdict::Invalid { reason } = &verdict {
+            return Err(ManifestError::Signature {
+                origin: m.origin.clone(),
+                message: reason.clone(),
+            }
+            .into());
+        }
+        if verdict == Verdict::Unsigned && !m.entries.is_empty() {
+            warnings.push(format!("{}: manifest is unsigned", m.origin));
+        }
+        reports.push(ManifestReport {
+            origin: m.origin.clone(),
+            source: m.source.clone(),
+            loaded: m.entries.len(),
+            skipped: m.skipped.clone(),
+            warnings: m.warnings.clone(),
+            signature: verdict,
+            cached_age_seconds: cached_age,
+        });
+        manifests.push(m);
+    }
+
+    let has_local = Domain::ALL
+        .iter()
+        .any(|d| !loaded.settings.domain(*d).candidates.is_empty());
+    let demo = loaded.builtin_defaults && sources.is_empty() && !has_local;
+    if demo {
+        let m = manifest::parse(DEMO_MANIFEST, "builtin:demo")?;
+        reports.push(ManifestReport {
+            origin: m.origin.clone(),
+            source: m.source.clone(),
+            loaded: m.entries.len(),
+            skipped: Vec::new(),
+            warnings: Vec::new(),
+            signature: Verdict::Unsigned,
+            cached_age_seconds: None,
+        });
+        manifests.push(m);
+    }
+
+    let (snapshot, mut dups) = build_snapshot(&loaded, &manifests, pins);
+    warnings.append(&mut dups);
+    Ok(World {
+        settings: loaded,
+        manifests: reports,
+        loaded: manifests,
+        snapshot,
+        warnings,
+        demo,
+    })
+}
+
+/// Registers settings candidates then manifests (registration order) and ranks them, with
+/// settings selections overlaid by operator pins. Returns duplicate-registration warnings.
+pub fn build_snapshot(
+    settings: &LoadedSettings,
+    manifests: &[Manifest],
+    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+) -> (Snapshot, Vec<String>) {
+    let mut registry = Registry::new();
+    let settings_origin = settings
+        .files
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "settings".into());
+    registry.register_settings(&settings.settings, &settings.stack_order, &settings_origin);
+    for m in manifests {
+        registry.register_manifest(m, &settings.stack_order);
+    }
+    let dups = std::mem::take(&mut registry.duplicates);
+    let mut selections: HashMap<(Domain, String), (String, SelectionOrigin)> = HashMap::new();
+    for d in Domain::ALL {
+        for (k, p) in &settings.settings.domain(d).selections {
+            selections.insert((d, k.clone()), (p.clone(), SelectionOrigin::Settings));
+        }
+    }
+    for (k, v) in pins {
+        selections.insert(k.clone(), v.clone());
+    }
+    (registry.build(&selections), dups)
+}
