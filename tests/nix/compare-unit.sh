@@ -20,6 +20,9 @@
 #                                  lines come from serviceConfig, unquoted like the unit's)
 # Exit 0 when equal, 1 with a diff ("<" packaged only, ">" NixOS only) otherwise.
 set -eu
+# Drop-ins are applied in name order (byte order, as systemd sorts them): glob in the C locale.
+LC_ALL=C
+export LC_ALL
 
 pkgdir=$1
 rendered=$2
@@ -69,8 +72,10 @@ trap 'rm -rf "$tmp"' EXIT
 {
 	cat "$pkgdir/oneiric.service"
 	if [ -d "$pkgdir/oneiric.service.d" ]; then
-		for f in $(ls "$pkgdir/oneiric.service.d" | LC_ALL=C sort); do
-			case $f in *.conf) echo; cat "$pkgdir/oneiric.service.d/$f" ;; esac
+		for f in "$pkgdir"/oneiric.service.d/*.conf; do
+			[ -f "$f" ] || continue
+			echo
+			cat "$f"
 		done
 	fi
 } | normalize 0 | LC_ALL=C sort >"$tmp/packaged"

@@ -24,6 +24,8 @@
 # Output: one line per check (PASS name / FAIL name: reason / SKIP name: reason), then
 # "N passed, N failed, N skipped". Exit status 1 when anything failed.
 set -u
+LC_ALL=C
+export LC_ALL
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -36,6 +38,7 @@ pass=0
 fail=0
 skip=0
 
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
 	if [ -n "$proc_mounted" ]; then umount "$chroot_dir/proc" 2>/dev/null || true; fi
 	rm -rf "$chroot_dir/work/oneiric-nix-check"
@@ -107,7 +110,10 @@ done
 # ---- 2. the drift comparator itself -------------------------------------------------------
 {
 	cat "$repo/packaging/oneiric.service"
-	for d in "$repo"/packaging/oneiric.service.d/*.conf; do [ -f "$d" ] && { echo; cat "$d"; }; done
+	# In C-locale order, as compare-unit.sh applies them.
+	for d in "$repo"/packaging/oneiric.service.d/*.conf; do
+		[ -f "$d" ] && { echo; cat "$d"; }
+	done
 } >"$tmp/same.service"
 sed 's/^\(Restart\)=.*/\1=always/' "$tmp/same.service" >"$tmp/changed.service"
 if ! sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/same.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
