@@ -8,12 +8,13 @@
 #   - ExecStart's `--manifest /etc/oneiric/manifest.yaml` -> the URL or runtime path of
 #     `manifest` when it is one (left out when `manifest = null`), `--refresh-interval 120`
 #     -> `refreshInterval`, plus `extraArgs` at the end
-#   - Environment= values LOG_LEVEL, ONEIRIC_LOG_FORMAT, PROMETHEUS_METRICS_PORT -> `logLevel`,
-#     `logFormat`, `metrics.port` (the defaults of those options are read from the unit too)
+#   - Environment= values LOG_LEVEL, ONEIRIC_LOG_FORMAT, PROMETHEUS_METRICS_PORT -> settings
+#     logging.level, logging.format, http.port (by default `logLevel`, `logFormat`,
+#     `metrics.port`, whose defaults are read from the unit)
 # and only these directives are added (tests/nix/compare-unit.sh enforces both lists):
 #   - Environment=ONEIRIC_STACK_ORDER=... when `stackOrder` is set
 #   - EnvironmentFile=<environmentFile> when set (after the packaged optional one)
-#   - LogLevelMax=debug when `logLevel` is debug or trace (the drop-in caps it at info)
+#   - LogLevelMax=debug when the log level is debug or trace (the drop-in caps it at info)
 #   - AppArmorProfile=<profile> when security.apparmor.enable is set
 # Settings live where the packages put them, /etc/oneiric/<section>.yml, rendered from
 # `settings` and checked with `oneiric check` at build time.
@@ -131,10 +132,13 @@ let
     in
     lib.concatStringsSep " " ([ (substitute tidy) ] ++ lib.optional (cfg.extraArgs != [ ]) (utils.escapeSystemdExecArgs cfg.extraArgs));
 
+  # oneiric applies these variables over the settings files, so they are set from the
+  # settings (whose defaults are logLevel, logFormat, metrics.port): the two always agree,
+  # whichever of them is configured.
   envOverrides = {
-    LOG_LEVEL = lib.toUpper cfg.logLevel;
-    ONEIRIC_LOG_FORMAT = cfg.logFormat;
-    PROMETHEUS_METRICS_PORT = toString cfg.metrics.port;
+    LOG_LEVEL = lib.toUpper cfg.settings.logging.level;
+    ONEIRIC_LOG_FORMAT = cfg.settings.logging.format;
+    PROMETHEUS_METRICS_PORT = toString cfg.settings.http.port;
   };
   stackOrderValue = lib.concatStringsSep "," (
     lib.mapAttrsToList (name: prio: "${name}:${toString prio}") cfg.stackOrder
@@ -169,7 +173,7 @@ let
       Environment = environment;
       EnvironmentFile = asList (packagedService.EnvironmentFile or [ ]) ++ lib.optional (cfg.environmentFile != null) (toString cfg.environmentFile);
     }
-    // lib.optionalAttrs (builtins.elem cfg.logLevel [ "debug" "trace" ]) {
+    // lib.optionalAttrs (builtins.elem (lib.toLower cfg.settings.logging.level) [ "debug" "trace" ]) {
       LogLevelMax = asList (packagedService.LogLevelMax or [ ]) ++ [ "debug" ];
     }
     // lib.optionalAttrs config.security.apparmor.enable {
@@ -504,11 +508,11 @@ in
     ];
     warnings = lib.optional (
       cfg.openFirewall
-      && builtins.elem cfg.metrics.address [
+      && builtins.elem cfg.settings.http.address [
         "127.0.0.1"
         "::1"
       ]
-    ) "services.oneiric.openFirewall is set but metrics.address is ${cfg.metrics.address}: nothing outside the host can connect";
+    ) "services.oneiric.openFirewall is set but the HTTP listener is on ${cfg.settings.http.address}: nothing outside the host can connect";
 
     environment.systemPackages = [ cfg.package ];
 
@@ -554,6 +558,6 @@ in
       profile = apparmorProfileText;
     };
 
-    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall cfg.metrics.port;
+    networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall cfg.settings.http.port;
   };
 }

@@ -183,6 +183,14 @@ let
         manifest = null;
       };
     };
+    # Settings set directly: the unit's variables (applied over the files) follow them.
+    settings-direct = {
+      services.oneiric = {
+        enable = true;
+        settings.http.port = 9292;
+        settings.logging.level = "trace";
+      };
+    };
     # Must fail evaluation: a section oneiric does not have.
     bad-section = {
       services.oneiric = {
@@ -334,6 +342,13 @@ let
         lib.hasInfix "--manifest \"/var/lib/manifests/oneiric.yaml\"" sc.ExecStart
         && !builtins.elem "oneiric/manifest.yaml" etcNames
       ) sc.ExecStart)
+    ];
+    settings-direct = [
+      (expect "Environment follows settings set directly" (
+        builtins.elem "PROMETHEUS_METRICS_PORT=9292" sc.Environment
+        && builtins.elem "LOG_LEVEL=TRACE" sc.Environment
+        && lib.last (asList sc.LogLevelMax) == "debug"
+      ) (builtins.toJSON sc.Environment))
     ];
     # run.sh expects this one to fail evaluation, naming the option.
     bad-section = [ (expect "settings evaluate" (builtins.attrNames cfg.settings != [ ]) "") ];

@@ -244,7 +244,7 @@ else
 	ko "list the VM tests" "$(first_line "$tmp/err")"
 fi
 
-for s in default custom attrs-manifest runtime-manifest no-manifest http-refused; do
+for s in default custom settings-direct attrs-manifest runtime-manifest no-manifest http-refused; do
 	if eval_nix eval-module.nix report --argstr scenario "$s" >"$tmp/report" 2>"$tmp/err"; then
 		relay "module[$s]: " <"$tmp/report"
 	else
