@@ -1,6 +1,7 @@
 //! Logging setup: native journald under systemd (structured `ONEIRIC_*` fields), otherwise
 //! stderr as text or JSON.
 
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 
 use tracing::level_filters::LevelFilter;
@@ -81,6 +82,7 @@ pub fn init(level: LevelFilter, format: Option<LogFormat>) -> Sink {
         _ => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_max_level(level)
                 .with_target(false)
                 .try_init();

@@ -40,12 +40,14 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
-/// The watchdog interval systemd asked for (`WATCHDOG_USEC`, for this PID), if any.
+/// The watchdog interval systemd asked for (`WATCHDOG_USEC`), if any. As in libsystemd,
+/// `WATCHDOG_PID`, when set, must name this process.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(std::time::Duration::from_micros(usec))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.trim().parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
     }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec))
 }

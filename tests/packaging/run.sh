@@ -512,4 +512,99 @@ no_unreferenced() {
 }
 check no-unreferenced-files no_unreferenced
 
+# --- lifecycle in a chroot (no running systemd) --------------------------------
+# Installs, upgrades, removes and purges the .deb with dpkg inside a Debian 12
+# minbase chroot with systemd installed but not running, then the same with the
+# .rpm through the host's rpm --root (scriptlets run chrooted; --nodeps because
+# the chroot has no rpm database). Checks the scripts are idempotent, set -e
+# safe and chroot-safe. Skipped with ONEIRIC_PKG_CHROOT=0.
+CHROOT=$WORK/chroot
+chroot_cleanup() {
+	mountpoint -q "$CHROOT/proc" 2>/dev/null && umount "$CHROOT/proc"
+	return 0
+}
+trap chroot_cleanup EXIT
+make_chroot() {
+	local tarball=$REPO/target/packaging-chroot-bookworm.tar mirror
+	if [ ! -s "$tarball" ]; then
+		command -v debootstrap >/dev/null ||
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >>"$WORK/chroot.log" 2>&1 ||
+			{ echo "cannot install debootstrap"; return 1; }
+		# The mirror already configured for apt on this machine.
+		mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
+		[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
+		rm -rf "$WORK/chroot-build"
+		debootstrap --variant=minbase --include=systemd bookworm "$WORK/chroot-build" "$mirror" \
+			>>"$WORK/chroot.log" 2>&1 || { echo "debootstrap failed (see $WORK/chroot.log)"; return 1; }
+		tar -C "$WORK/chroot-build" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+		rm -rf "$WORK/chroot-build"
+	fi
+	rm -rf "$CHROOT"
+	mkdir -p "$CHROOT"
+	tar -C "$CHROOT" -xf "$tarball"
+	[ ! -e "$CHROOT/run/systemd/system" ] || { echo "chroot has /run/systemd/system"; return 1; }
+}
+in_chroot() { chroot "$CHROOT" /bin/sh -c "$1" >>"$WORK/chroot.log" 2>&1; }
+modes_ok() {
+	in_chroot 'test "$(stat -c "%a %U %G" /etc/oneiric)" = "750 root oneiric" &&
+		test "$(stat -c "%a %U %G" /etc/oneiric/app.yml)" = "640 root oneiric" &&
+		test "$(stat -c "%a %U %G" /etc/oneiric/manifest.yaml)" = "640 root oneiric" &&
+		test "$(stat -c "%a %U %G" /etc/oneiric/environment)" = "600 root root"'
+}
+deb_lifecycle() {
+	make_chroot || return 1
+	cp "$DEB" "$CHROOT/tmp/oneiric.deb"
+	# 1. First install where systemd-sysusers/-tmpfiles are absent: fallbacks.
+	in_chroot 'for t in systemd-sysusers systemd-tmpfiles; do p=$(command -v $t) && mv "$p" "$p.hidden"; done; true'
+	in_chroot 'dpkg -i /tmp/oneiric.deb' || { echo "install (fallback path) failed"; return 1; }
+	in_chroot 'getent passwd oneiric | grep -q ":/var/lib/oneiric:/usr/sbin/nologin$"' || { echo "no user after install"; return 1; }
+	modes_ok || { echo "wrong modes after install (fallback path)"; return 1; }
+	in_chroot 'test -L /etc/systemd/system/multi-user.target.wants/oneiric.service' || { echo "not enabled"; return 1; }
+	in_chroot 'test -f /etc/apparmor.d/local/usr.bin.oneiric' || { echo "no local AppArmor include"; return 1; }
+	in_chroot 'for p in /usr/bin/*.hidden /bin/*.hidden; do [ -e "$p" ] && mv "$p" "${p%.hidden}"; done; true'
+	# 2. Upgrade (same version again) with /proc mounted and an admin edit.
+	mount -t proc proc "$CHROOT/proc" || { echo "cannot mount /proc"; return 1; }
+	in_chroot 'echo "# admin edit" >> /etc/oneiric/app.yml; chmod 0644 /etc/oneiric/environment;
+		mkdir -p /var/lib/oneiric /var/cache/oneiric /var/log/oneiric; touch /var/lib/oneiric/x /var/cache/oneiric/x /var/log/oneiric/x'
+	in_chroot 'dpkg -i /tmp/oneiric.deb' || { echo "upgrade failed"; return 1; }
+	umount "$CHROOT/proc"
+	in_chroot 'tail -n 1 /etc/oneiric/app.yml | grep -q "admin edit"' || { echo "upgrade lost an admin edit"; return 1; }
+	modes_ok || { echo "wrong modes after upgrade"; return 1; }
+	# 3. Remove: conffiles and state stay, unit masked.
+	in_chroot 'dpkg -r oneiric' || { echo "remove failed"; return 1; }
+	in_chroot 'test -f /etc/oneiric/app.yml && test -f /var/lib/oneiric/x' || { echo "remove deleted config or state"; return 1; }
+	in_chroot 'test "$(readlink /etc/systemd/system/oneiric.service)" = /dev/null' || { echo "not masked after remove"; return 1; }
+	# 4. Purge: state, cache, logs, unit state and AppArmor leftovers gone.
+	in_chroot 'dpkg -P oneiric' || { echo "purge failed"; return 1; }
+	in_chroot 'for p in /etc/oneiric /var/lib/oneiric /var/cache/oneiric /var/log/oneiric \
+		/etc/systemd/system/oneiric.service /etc/systemd/system/multi-user.target.wants/oneiric.service \
+		/etc/apparmor.d/local/usr.bin.oneiric; do test ! -e "$p" && test ! -L "$p" || exit 1; done' ||
+		{ echo "purge left files behind"; return 1; }
+	# 5. Reinstall after purge (user exists): idempotent.
+	in_chroot 'dpkg -i /tmp/oneiric.deb && dpkg -P oneiric' || { echo "reinstall after purge failed"; return 1; }
+}
+rpm_lifecycle() {
+	[ -d "$CHROOT/etc" ] || make_chroot || return 1
+	in_chroot 'userdel oneiric 2>/dev/null; true'
+	rpm --root="$CHROOT" --nodeps -i "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -i failed"; return 1; }
+	in_chroot 'getent passwd oneiric | grep -q ":/var/lib/oneiric:/usr/sbin/nologin$"' || { echo "no user after install"; return 1; }
+	modes_ok || { echo "wrong modes after install"; return 1; }
+	in_chroot 'test -L /etc/systemd/system/multi-user.target.wants/oneiric.service' || { echo "not enabled"; return 1; }
+	in_chroot 'echo "# admin edit" >> /etc/oneiric/app.yml; mkdir -p /var/lib/oneiric /var/cache/oneiric; touch /var/lib/oneiric/x /var/cache/oneiric/x'
+	rpm --root="$CHROOT" --nodeps -U --replacepkgs "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -U failed"; return 1; }
+	in_chroot 'tail -n 1 /etc/oneiric/app.yml | grep -q "admin edit"' || { echo "upgrade lost an admin edit"; return 1; }
+	rpm --root="$CHROOT" -e oneiric >>"$WORK/chroot.log" 2>&1 || { echo "rpm -e failed"; return 1; }
+	in_chroot 'test ! -e /etc/systemd/system/multi-user.target.wants/oneiric.service && test ! -e /var/cache/oneiric &&
+		test -f /var/lib/oneiric/x && test -f /etc/oneiric/app.yml.rpmsave && test ! -e /usr/share/doc/oneiric' ||
+		{ echo "erase: wrong leftovers"; return 1; }
+}
+if [ "${ONEIRIC_PKG_CHROOT:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+	check deb-chroot-lifecycle deb_lifecycle
+	check rpm-chroot-lifecycle rpm_lifecycle
+	chroot_cleanup
+	rm -rf "$CHROOT"
+else
+	echo "SKIP chroot lifecycle (ONEIRIC_PKG_CHROOT=0 or not root)"
+fi
+
 finish

@@ -1,0 +1,284 @@
+//! Helpers shared by the integration tests: the real binary, temp dirs, a NOTIFY_SOCKET the
+//! test owns, and a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_oneiric");
+
+pub fn shared_testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
+}
+
+/// A sandbox: settings dir, state/cache/runtime dirs, and a clean environment.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["etc", "state", "cache", "run"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        Self { dir }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    pub fn write(&self, p: &str, body: &str) -> PathBuf {
+        let path = self.path(p);
+        std::fs::write(&path, body).expect("write");
+        path
+    }
+    /// A command with the sandbox's dirs and no inherited ONEIRIC_/systemd variables.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ONEIRIC_CONFIG", self.path("etc"))
+            .env("ONEIRIC_STATE_DIR", self.path("state"))
+            .env("ONEIRIC_CACHE_DIR", self.path("cache"))
+            .env("ONEIRIC_RUNTIME_DIR", self.path("run"))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_with_timeout(self.cmd(args), Duration::from_secs(60))
+    }
+}
+
+/// Runs a command, killing it if it exceeds `limit` (a hang is a test failure, not a stuck CI).
+pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command timed out after {limit:?}: stderr={}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A datagram socket standing in for systemd's notify socket; records every message.
+pub struct Notify {
+    pub path: PathBuf,
+    pub messages: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Notify {
+    pub fn new(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).expect("bind notify");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let m = Arc::clone(&messages);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => m.lock().unwrap().push((
+                        Instant::now(),
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    )),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut =>
+                    {
+                        if Arc::strong_count(&m) == 1 {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Self { path, messages }
+    }
+    pub fn all(&self) -> Vec<String> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+    pub fn count(&self, needle: &str) -> usize {
+        self.all().iter().filter(|m| m.contains(needle)).count()
+    }
+    /// Waits until `n` messages contain `needle`.
+    pub fn wait_for(&self, needle: &str, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.count(needle) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    raw_http(
+        port,
+        &format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+pub fn raw_http(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).expect("write");
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A running `oneiric orchestrate`, killed on drop.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Service {
+    pub fn start(
+        sb: &Sandbox,
+        notify: Option<&Notify>,
+        watchdog_usec: Option<u64>,
+        extra: &[&str],
+    ) -> Self {
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut args = vec![
+            "orchestrate",
+            "--http-port",
+            &port_s,
+            "--refresh-interval",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        // WATCHDOG_PID must be the service's own PID, as systemd sets it: exec through sh.
+        let mut shell = format!("exec {BIN}");
+        for a in &args {
+            shell.push(' ');
+            shell.push_str(a);
+        }
+        if let Some(us) = watchdog_usec {
+            shell = format!("WATCHDOG_PID=$$ WATCHDOG_USEC={us} {shell}");
+        }
+        let template = sb.cmd(&[]);
+        let mut cmd = Command::new("sh");
+        cmd.env_clear();
+        for (k, v) in template.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.arg("-c").arg(shell).stdin(Stdio::null());
+        if let Some(n) = notify {
+            cmd.env("NOTIFY_SOCKET", &n.path);
+        }
+        cmd.env("LOG_LEVEL", "debug");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(sb.path("service.log")).expect("log"),
+            ))
+            .spawn()
+            .expect("spawn service");
+        let svc = Self { child, port };
+        svc.wait_ready();
+        svc
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("service did not start listening");
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

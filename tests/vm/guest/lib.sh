@@ -1,0 +1,91 @@
+# Helpers for the scenarios, sourced inside the guest (bash). No python: curl + shell.
+#
+# A scenario is a bash file run by suite.sh in its own process with `set -euo pipefail`
+# and xtrace to its log. It fails by calling `fail "reason"` (or by any command failing,
+# in which case the failing command is the reason). Anything it prints goes to its log.
+
+VMTEST=/vmtest
+PKGS=$VMTEST/pkgs
+STATE=/var/lib/vmtest          # survives the reboot
+RESULTS=$STATE/results
+UNIT=oneiric.service
+# The packaged manifest (ExecStart= --manifest) and settings directory.
+MANIFEST=/etc/oneiric/manifest.yaml
+CONF=/etc/oneiric
+HTTP=http://127.0.0.1:9090
+# Slack for software emulation on top of what systemd's timers promise.
+SLACK=${SLACK:-25}
+
+export SYSTEMD_PAGER= SYSTEMD_COLORS=0 PAGER=cat DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+fail() {
+  echo "$*" >"$REASON_FILE"
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+note() { echo "# $*" >&2; }
+
+# expect_eq WHAT ACTUAL EXPECTED
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"; }
+
+# wait_for SECONDS DESCRIPTION CMD... : polls CMD every second.
+wait_for() {
+  local t=$1 what=$2; shift 2
+  local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || fail "timed out after ${t}s waiting for: $what"
+    sleep 1
+  done
+}
+
+prop() { systemctl show -P "$1" "$UNIT"; }
+
+is_active() { [ "$(systemctl is-active "$UNIT" 2>/dev/null)" = active ]; }
+
+main_pid() { prop MainPID; }
+
+# Seconds from a systemd *USec property (e.g. WatchdogUSec=30s -> 30).
+usec_prop_seconds() {
+  local v; v=$(systemctl show -p "$1" --value "$UNIT")
+  case "$v" in
+    *min*) echo $(( ${v%%min*} * 60 ));;
+    *ms) echo 1;;
+    *s) echo "${v%s}";;
+    infinity|0|'') echo 0;;
+    *) echo "$(( v / 1000000 ))";;
+  esac
+}
+
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$HTTP$1" || true; }
+http_get() { curl -fsS --max-time 10 "$HTTP$1"; }
+
+# Writes $1 with stdin, keeping the file's owner and mode when it exists.
+rewrite() { cat >"$1"; }
+
+# The service is up: active, MainPID set, and the HTTP listener answers.
+service_healthy() { is_active && [ "$(main_pid)" != 0 ] && [ "$(http_code /healthz)" = 200 ]; }
+
+wait_healthy() { wait_for "${1:-90}" "oneiric.service active and /healthz 200" service_healthy; }
+
+# Snapshot of /etc/oneiric right after install; restore_config puts it back and restarts
+# the service, so a scenario that broke something leaves the next one a working service.
+snapshot_config() { rm -rf "$STATE/etc-oneiric"; cp -a "$CONF" "$STATE/etc-oneiric"; }
+restore_config() {
+  if [ -d "$STATE/etc-oneiric" ]; then
+    rm -rf "$CONF" && cp -a "$STATE/etc-oneiric" "$CONF"
+  fi
+  systemctl reset-failed "$UNIT" 2>/dev/null || true
+  systemctl restart "$UNIT" || true
+  wait_healthy 120
+}
+
+installed_version() { dpkg-query -W -f '${Status} ${Version}\n' oneiric 2>/dev/null | awk '$3 == "installed" { print $4 }'; }
+
+# Journal of the unit since a unix timestamp.
+unit_journal_since() { journalctl --no-pager -o short-precise -u "$UNIT" --since "@$1"; }
+
+# JSON string field (flat, first occurrence) without jq: json_field NAME < doc
+json_field() { grep -o "\"$1\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n1 | sed 's/.*:[[:space:]]*"\(.*\)"/\1/'; }
+
+deb_path() { ls "$PKGS"/oneiric.deb 2>/dev/null || fail "no .deb given to the guest (see run.sh: DEB=... or packaging/build-deb.sh)"; }

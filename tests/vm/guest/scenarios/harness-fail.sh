@@ -1,0 +1,4 @@
+# Harness self-test: a scenario that fails must be reported FAIL with its reason and
+# journal excerpt, and the suite must go on.
+logger -t vmtest "harness-fail: this line must show up in the excerpt"
+false

@@ -1,0 +1,4 @@
+# Harness self-test: a hanging guest. With ONEIRIC_VM_TIMEOUT small, run.sh must kill
+# QEMU and everything it started and report FAIL.
+echo "hanging on purpose" >/dev/console
+sleep infinity
