@@ -1,0 +1,308 @@
+//! `oneiric orchestrate` as a real process: the notify protocol, signals, HTTP, metrics, the
+//! control socket, and crash safety.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn settings(sb: &Sandbox, provider: &str) {
+    sb.write(
+        "etc/manifest.yaml",
+        &format!("source: t\nentries:\n  - {{domain: adapter, key: cache, provider: {provider}, factory: f, priority: 5}}\n  - {{domain: adapter, key: cache, provider: fallback, factory: f}}\n"),
+    );
+}
+
+fn resolve(svc: &Service) -> String {
+    let (status, body) = http(svc.port, "GET", "/v1/resolve/adapter/cache");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["provider"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn notify_sequence_reload_and_stop() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let notify = Notify::new(sb.dir.path());
+    let mut svc = Service::start(&sb, Some(&notify), Some(400_000), &[]);
+    assert!(notify.wait_for("READY=1", 1, Duration::from_secs(10)));
+    let first = notify.all();
+    assert!(
+        first[0].contains("READY=1")
+            && first[0].contains("STATUS=Serving 1 keys from 2 candidates"),
+        "{first:?}"
+    );
+    // WATCHDOG=1 at half of WATCHDOG_USEC (200 ms): several within a second.
+    assert!(notify.wait_for("WATCHDOG=1", 4, Duration::from_secs(3)));
+    assert_eq!(resolve(&svc), "redis");
+
+    // SIGHUP with a good change: RELOADING=1 + MONOTONIC_USEC, then READY=1, new state served.
+    settings(&sb, "memcached");
+    let readies = notify.count("READY=1");
+    svc.signal("HUP");
+    assert!(notify.wait_for("RELOADING=1", 1, Duration::from_secs(10)));
+    assert!(notify.wait_for("READY=1", readies + 1, Duration::from_secs(10)));
+    let reloading = notify
+        .all()
+        .into_iter()
+        .find(|m| m.contains("RELOADING=1"))
+        .unwrap();
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert_eq!(resolve(&svc), "memcached");
+
+    // SIGHUP with a broken manifest: old state kept, failure reported in STATUS and metrics.
+    sb.write("etc/manifest.yaml", "entries: [ {domain: adapter\n");
+    let readies = notify.count("READY=1");
+    svc.signal("HUP");
+    assert!(notify.wait_for("READY=1", readies + 1, Duration::from_secs(10)));
+    assert!(
+        notify.all().last().unwrap().contains("FAILED"),
+        "{:?}",
+        notify.all()
+    );
+    assert_eq!(resolve(&svc), "memcached");
+    let (_, metrics) = http(svc.port, "GET", "/metrics");
+    assert!(
+        metrics.contains("oneiric_reloads_total{result=\"failure\",trigger=\"sighup\"} 1"),
+        "{metrics}"
+    );
+
+    // `oneiric reload` is synchronous and fails while the manifest is broken ...
+    let o = sb.run(&["reload"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("manifest.yaml"), "{}", stderr(&o));
+    // ... and succeeds once it is fixed.
+    settings(&sb, "redis");
+    let o = sb.run(&["reload"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(resolve(&svc), "redis");
+
+    // SIGTERM: STOPPING=1 and a clean exit well inside TimeoutStopSec.
+    let t = Instant::now();
+    svc.signal("TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(notify.wait_for("STOPPING=1", 1, Duration::from_secs(2)));
+    assert!(!sb.path("run/control.sock").exists());
+}
+
+#[test]
+fn refresh_picks_up_changes_without_signal() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let svc = Service::start(&sb, None, None, &[]);
+    assert_eq!(resolve(&svc), "redis");
+    std::thread::sleep(Duration::from_millis(1100));
+    settings(&sb, "valkey");
+    let start = Instant::now();
+    while resolve(&svc) != "valkey" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "refresh did not pick up the change"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watchdog_pings_stop_while_frozen() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let notify = Notify::new(sb.dir.path());
+    let svc = Service::start(&sb, Some(&notify), Some(200_000), &[]);
+    assert!(notify.wait_for("WATCHDOG=1", 3, Duration::from_secs(5)));
+    svc.signal("STOP");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = notify.count("WATCHDOG=1");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(notify.count("WATCHDOG=1"), before, "pings while stopped");
+    svc.signal("CONT");
+    assert!(notify.wait_for("WATCHDOG=1", before + 2, Duration::from_secs(5)));
+}
+
+#[test]
+fn http_endpoints_and_bad_requests() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let svc = Service::start(&sb, None, None, &[]);
+    assert_eq!(http(svc.port, "GET", "/healthz").0, 200);
+    assert_eq!(http(svc.port, "GET", "/readyz").0, 200);
+    let (s, body) = http(svc.port, "GET", "/v1/status");
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["candidates"], 2);
+    assert_eq!(v["ready"], true);
+    let (s, body) = http(svc.port, "GET", "/v1/explain/adapter/cache");
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["candidates"].as_array().unwrap().len(), 2);
+    assert!(
+        v["candidates"][1]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "shadowed")
+    );
+    assert_eq!(http(svc.port, "GET", "/v1/resolve/adapter/nosuch").0, 404);
+    assert_eq!(http(svc.port, "GET", "/v1/resolve/widget/cache").0, 400);
+    assert_eq!(
+        http(svc.port, "GET", "/v1/resolve/adapter/cache?bogus=1").0,
+        400
+    );
+    assert_eq!(http(svc.port, "GET", "/nope").0, 404);
+    assert_eq!(http(svc.port, "POST", "/v1/status").0, 405);
+    assert_eq!(http(svc.port, "DELETE", "/metrics").0, 405);
+    // Oversized headers are refused, not buffered.
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let (s, _) = raw_http(svc.port, &big);
+    assert!(s == 431 || s == 0, "status {s}");
+    // Garbage is a 400, and the service keeps serving.
+    let (s, _) = raw_http(svc.port, "NOT HTTP AT ALL\r\n\r\n");
+    assert!(s == 400 || s == 0, "status {s}");
+    assert_eq!(http(svc.port, "GET", "/healthz").0, 200);
+
+    // /metrics parses as Prometheus text and carries the promised families.
+    let (s, body) = http(svc.port, "GET", "/metrics");
+    assert_eq!(s, 200);
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("prometheus text format");
+    let names: std::collections::HashSet<&str> =
+        scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for want in [
+        "oneiric_build_info",
+        "oneiric_candidates",
+        "oneiric_active_providers",
+        "oneiric_resolutions_total",
+        "oneiric_reloads_total",
+        "oneiric_refreshes_total",
+        "oneiric_manifest_entries",
+        "oneiric_signature_failures_total",
+        "oneiric_ready",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(names.contains(want), "missing {want}");
+    }
+    let cands = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "oneiric_candidates" && s.labels.get("domain") == Some("adapter"))
+        .unwrap();
+    assert!(matches!(cands.value, prometheus_parse::Value::Gauge(v) if v == 2.0));
+}
+
+#[test]
+fn control_socket_swap_pause_drain_and_crash_safety() {
+    let sb = Sandbox::new();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    sb.write(
+        "etc/manifest.yaml",
+        &format!("entries:\n  - {{domain: adapter, key: cache, provider: redis, factory: f, priority: 5}}\n  - {{domain: adapter, key: cache, provider: memory, factory: f, health: {{tcp: \"127.0.0.1:{port}\", timeout_seconds: 1}}}}\n  - {{domain: adapter, key: db, provider: pg, factory: f, health: {{tcp: \"127.0.0.1:1\", timeout_seconds: 1}}}}\n"),
+    );
+    let mut svc = Service::start(&sb, None, None, &[]);
+    assert_eq!(resolve(&svc), "redis");
+    let o = sb.run(&["swap", "adapter", "cache", "memory"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("via running service"), "{}", stdout(&o));
+    assert_eq!(resolve(&svc), "memory");
+    drop(probe);
+    let o = sb.run(&["swap", "adapter", "cache", "redis"]);
+    assert_eq!(code(&o), 0);
+    let o = sb.run(&["swap", "adapter", "cache", "memory"]);
+    assert_eq!(code(&o), 6, "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("rolled back to redis"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(resolve(&svc), "redis");
+    assert_eq!(
+        code(&sb.run(&["pause", "adapter", "cache", "--note", "incident"])),
+        0
+    );
+    assert_eq!(code(&sb.run(&["drain", "adapter", "db"])), 0);
+    let o = sb.run(&["swap", "adapter", "cache", "memory", "--force"]);
+    assert_eq!(code(&o), 6);
+    assert!(stderr(&o).contains("paused"), "{}", stderr(&o));
+    // The activation of db failed at startup (probe down): recorded as failed.
+    let (_, metrics) = http(svc.port, "GET", "/metrics");
+    assert!(
+        metrics.contains("oneiric_swaps_total{domain=\"adapter\",result=\"failure\"}"),
+        "{metrics}"
+    );
+
+    // kill -9 and restart: pause, drain, pin and lifecycle history all survive.
+    svc.signal("KILL");
+    svc.wait_exit(Duration::from_secs(5));
+    let svc = Service::start(&sb, None, None, &[]);
+    assert_eq!(resolve(&svc), "redis");
+    let o = sb.run(&["activity", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sb.path("state/lifecycle_status.json")).unwrap())
+            .unwrap();
+    assert_eq!(status["keys"]["adapter/cache"]["pinned"], "redis");
+    assert!(
+        status["keys"]["adapter/cache"]["swaps_failed"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    drop(svc);
+}
+
+#[test]
+fn kill_during_writes_never_corrupts_state() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    for round in 0..3 {
+        let mut svc = Service::start(&sb, None, None, &[]);
+        // Hammer state-changing requests, then kill -9 in the middle of them.
+        let sbp = sb.dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            for i in 0..30 {
+                let mut c = std::process::Command::new(BIN);
+                c.env_clear()
+                    .env("ONEIRIC_CONFIG", sbp.join("etc"))
+                    .env("ONEIRIC_STATE_DIR", sbp.join("state"))
+                    .env("ONEIRIC_RUNTIME_DIR", sbp.join("run"))
+                    .args([
+                        "swap",
+                        "adapter",
+                        "cache",
+                        if i % 2 == 0 { "fallback" } else { "redis" },
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                let _ = c.status();
+            }
+        });
+        std::thread::sleep(Duration::from_millis(150 + 50 * round));
+        svc.signal("KILL");
+        svc.wait_exit(Duration::from_secs(5));
+        let _ = writer.join();
+        let bytes = std::fs::read(sb.path("state/lifecycle_status.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).expect("status file is whole JSON");
+        let o = sb.run(&["activity"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let svc = Service::start(&sb, None, None, &[]);
+    assert!(["redis", "fallback"].contains(&resolve(&svc).as_str()));
+}
+
+#[test]
+fn startup_fails_cleanly_on_bad_config() {
+    let sb = Sandbox::new();
+    sb.write("etc/manifest.yaml", "entries: [");
+    let mut c = sb.cmd(&["orchestrate", "--http-port", &free_port().to_string()]);
+    c.env("NOTIFY_SOCKET", sb.path("nonexistent.sock"));
+    let o = run_with_timeout(c, Duration::from_secs(20));
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("manifest.yaml"), "{}", stderr(&o));
+}
