@@ -512,6 +512,15 @@ no_unreferenced() {
 }
 check no-unreferenced-files no_unreferenced
 
+# --- example alert rules ---------------------------------------------------------
+# promtool comes with Debian's prometheus package, too big to install just for
+# this: checked when present.
+if command -v promtool >/dev/null 2>&1; then
+	check alert-rules promtool check rules packaging/examples/oneiric-alerts.yml
+else
+	echo "SKIP alert-rules (no promtool)"
+fi
+
 # --- lifecycle in a chroot (no running systemd) --------------------------------
 # Installs, upgrades, removes and purges the .deb with dpkg inside a Debian 12
 # minbase chroot with systemd installed but not running, then the same with the
