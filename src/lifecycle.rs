@@ -238,16 +238,28 @@ pub async fn activate(
 /// An operator swap of `(domain, key)` to `provider`. Refused for paused or draining keys; on a
 /// failed probe (without `force`) nothing changes but the recorded failure. On success the
 /// provider is pinned, so later reloads keep it.
+/// What an operator asked to swap.
+#[derive(Debug, Clone, Copy)]
+pub struct SwapRequest<'a> {
+    pub domain: Domain,
+    pub key: &'a str,
+    pub provider: &'a str,
+    pub force: bool,
+}
+
 pub async fn swap(
     snapshot: &Snapshot,
     status: &mut LifecycleStatus,
     activity: &Activity,
-    domain: Domain,
-    key: &str,
-    provider: &str,
-    force: bool,
+    req: SwapRequest<'_>,
     timeouts: &LifecycleSettings,
 ) -> Result<Activation, LifecycleError> {
+    let SwapRequest {
+        domain,
+        key,
+        provider,
+        force,
+    } = req;
     let candidates = snapshot.candidates(domain, key);
     if candidates.is_empty() {
         return Err(LifecycleError::NotFound(format!(

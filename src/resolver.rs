@@ -188,7 +188,7 @@ impl Registry {
                 let sel = entry.selection.as_ref().map(|(p, _)| p.as_str());
                 entry
                     .ranked
-                    .sort_by(|a, b| score(b, sel, &[]).cmp(&score(a, sel, &[])));
+                    .sort_by_key(|c| std::cmp::Reverse(score(c, sel, &[])));
             }
         }
         Snapshot {

@@ -96,10 +96,12 @@ pub fn swap(
         &world.snapshot,
         &mut status,
         &activity,
-        domain,
-        key,
-        provider,
-        force,
+        lifecycle::SwapRequest {
+            domain,
+            key,
+            provider,
+            force,
+        },
         &timeouts,
     ))?;
     // Persist the attempt whatever its result: a failed swap is history too.

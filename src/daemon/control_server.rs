@@ -156,10 +156,12 @@ async fn dispatch(req: Request, shared: &Arc<Shared>, tx: &mpsc::Sender<ReloadRe
                 &served.snapshot,
                 &mut status,
                 &activity,
-                domain,
-                &key,
-                &provider,
-                force,
+                lifecycle::SwapRequest {
+                    domain,
+                    key: &key,
+                    provider: &provider,
+                    force,
+                },
                 &timeouts,
             )
             .await;
