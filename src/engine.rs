@@ -236,7 +236,7 @@ pub fn load(
                 None => {
                     return Err(LoadError::Remote {
                         origin: u.clone(),
-                        message: "remote manifests are fetched by `oneiric orchestrate` or `oneiric remote-sync`; run `oneiric remote-sync` first to use the cached copy".into(),
+                        message: "remote (http/https) manifests are not supported in this version; download the manifest and pass its local path".into(),
                     });
                 }
             },
