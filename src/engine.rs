@@ -149,11 +149,6 @@ pub struct World {
     pub demo: bool,
 }
 
-/// Fetches remote manifests; the seam the remote module fills. `None` means no remote support
-/// in this context (the offline CLI).
-pub type RemoteLoader<'a> =
-    &'a dyn Fn(&str, &LoadedSettings) -> Result<(Manifest, Option<u64>), LoadError>;
-
 /// Applies command-line overrides on top of loaded settings, re-validating.
 pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(), ConfigError> {
     let s = &mut loaded.settings;
@@ -187,7 +182,6 @@ pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(),
 pub fn load(
     req: &LoadRequest,
     pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
-    remote: Option<RemoteLoader<'_>>,
 ) -> Result<World, LoadError> {
     let mut loaded = config::load_settings(&req.config, &req.env)?;
     apply_overrides(&mut loaded, &req.overrides)?;
@@ -202,6 +196,7 @@ pub fn load(
     // Sources in registration order, without duplicates (the unit passes the same file the
     // settings directory holds).
     let mut sources: Vec<ManifestSource> = Vec::new();
+    let urls = remote_urls(req, &loaded);
     let mut push = |s: ManifestSource| {
         let key = |s: &ManifestSource| match s {
             ManifestSource::Path(p) => {
@@ -220,10 +215,14 @@ pub fn load(
     for s in &req.manifests {
         push(s.clone());
     }
+    for url in urls {
+        push(ManifestSource::Url(url));
+    }
     if let Some(url) = &loaded.settings.remote.manifest_url
-        && (loaded.settings.remote.enabled || req.manifests.is_empty())
+        && let ManifestSource::Path(p) = ManifestSource::parse(url)
+        && remote_wanted(req, &loaded)
     {
-        push(ManifestSource::parse(url));
+        push(ManifestSource::Path(p));
     }
 
     let mut manifests = Vec::new();
@@ -231,15 +230,9 @@ pub fn load(
     for source in &sources {
         let (m, cached_age) = match source {
             ManifestSource::Path(p) => (manifest::load_file(p)?, None),
-            ManifestSource::Url(u) => match remote {
-                Some(fetch) => fetch(u, &loaded)?,
-                None => {
-                    return Err(LoadError::Remote {
-                        origin: u.clone(),
-                        message: "remote (http/https) manifests are not supported in this version; download the manifest and pass its local path".into(),
-                    });
-                }
-            },
+            // The network is never touched here: remote manifests come from the cache that
+            // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
+            ManifestSource::Url(u) => crate::remote::load_cached(&cache_dir(req, &loaded), u)?,
         };
         let verdict = manifest::signature::verify(&m.raw, &policy);
         if let Verdict::Invalid { reason } = &verdict {
@@ -322,4 +315,40 @@ pub fn build_snapshot(
         selections.insert(k.clone(), v.clone());
     }
     (registry.build(&selections), dups)
+}
+
+/// The settings' `remote.manifest_url` applies when remote is enabled, or when no manifest was
+/// given on the command line.
+fn remote_wanted(req: &LoadRequest, loaded: &LoadedSettings) -> bool {
+    loaded.settings.remote.enabled || req.manifests.is_empty()
+}
+
+/// Every URL manifest of a load, in order: `--manifest` URLs, then `remote.manifest_url`.
+pub fn remote_urls(req: &LoadRequest, loaded: &LoadedSettings) -> Vec<String> {
+    let mut urls: Vec<String> = req
+        .manifests
+        .iter()
+        .filter_map(|m| match m {
+            ManifestSource::Url(u) => Some(u.clone()),
+            ManifestSource::Path(_) => None,
+        })
+        .collect();
+    if let Some(url) = &loaded.settings.remote.manifest_url
+        && remote_wanted(req, loaded)
+        && let ManifestSource::Url(u) = ManifestSource::parse(url)
+        && !urls.contains(&u)
+    {
+        urls.push(u);
+    }
+    urls
+}
+
+/// Where remote manifests and artifacts are cached: `remote.cache_dir`, else the cache dir.
+pub fn cache_dir(req: &LoadRequest, loaded: &LoadedSettings) -> PathBuf {
+    loaded
+        .settings
+        .remote
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| req.dirs.cache.clone())
 }

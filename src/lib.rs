@@ -20,5 +20,6 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
 pub mod probe;
+pub mod remote;
 pub mod resolver;
 pub mod telemetry;

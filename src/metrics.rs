@@ -25,6 +25,8 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     pub manifest_age: GaugeVec,
     pub http_requests: IntCounterVec,
+    pub remote_fetches: IntCounterVec,
+    pub remote_bytes: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,17 @@ impl Metrics {
                 ),
                 &["code"],
             )?,
+            remote_fetches: IntCounterVec::new(
+                Opts::new(
+                    "oneiric_remote_fetches_total",
+                    "Remote manifest fetches by result (updated, not_modified, rejected, failed, breaker_open).",
+                ),
+                &["result"],
+            )?,
+            remote_bytes: IntCounter::new(
+                "oneiric_remote_fetch_bytes_total",
+                "Bytes of remote manifests downloaded.",
+            )?,
             registry,
         };
         for c in [
@@ -151,6 +164,8 @@ impl Metrics {
             Box::new(m.last_reload_success.clone()),
             Box::new(m.manifest_age.clone()),
             Box::new(m.http_requests.clone()),
+            Box::new(m.remote_fetches.clone()),
+            Box::new(m.remote_bytes.clone()),
         ] {
             m.registry.register(c)?;
         }
@@ -163,6 +178,15 @@ impl Metrics {
             for result in ["success", "failure"] {
                 m.reloads.with_label_values(&[trigger, result]);
             }
+        }
+        for result in [
+            "updated",
+            "not_modified",
+            "rejected",
+            "failed",
+            "breaker_open",
+        ] {
+            m.remote_fetches.with_label_values(&[result]);
         }
         for result in ["unchanged", "reloaded", "failure"] {
             m.refreshes.with_label_values(&[result]);

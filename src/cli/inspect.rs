@@ -16,7 +16,6 @@ pub(super) fn load_world(ctx: &Ctx) -> Result<World, CliError> {
     Ok(engine::load(
         &ctx.request(Overrides::default()),
         &status.pins(),
-        None,
     )?)
 }
 

@@ -5,6 +5,7 @@ mod docs;
 mod inspect;
 mod lifecycle;
 mod manifest_cmd;
+mod remote;
 mod service;
 mod table;
 
@@ -189,6 +190,16 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Fetch remote manifests into the cache now (conditional request, retries, signature check)
+    RemoteSync {
+        /// Keep syncing every --refresh-interval seconds
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, value_name = "SECONDS")]
+        refresh_interval: Option<u64>,
+    },
+    /// Show the cached remote manifests: age, ETag, last result
+    RemoteStatus,
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
     /// Write man pages (oneiric.1 and one per subcommand) into a directory
@@ -332,6 +343,11 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
         Command::Manifest(m) => manifest_cmd::run(ctx, m),
         Command::Orchestrate(args) => service::orchestrate(ctx, args),
         Command::Reload { timeout } => service::reload(ctx, timeout),
+        Command::RemoteSync {
+            watch,
+            refresh_interval,
+        } => remote::sync(ctx, watch, refresh_interval),
+        Command::RemoteStatus => remote::status(ctx),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { out_dir } => docs::man(&out_dir),
     }

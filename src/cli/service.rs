@@ -103,11 +103,7 @@ fn render(lines: &[CheckLine]) -> String {
 }
 
 pub fn check(ctx: &Ctx) -> CliResult {
-    let world = engine::load(
-        &ctx.request(Overrides::default()),
-        &Default::default(),
-        None,
-    )?;
+    let world = engine::load(&ctx.request(Overrides::default()), &Default::default())?;
     let lines = summary_lines(&world);
     ctx.print(&lines, || render(&lines));
     Ok(Exit::Ok)

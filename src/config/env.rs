@@ -26,6 +26,7 @@ pub const KNOWN_PLAIN_VARS: &[&str] = &[
     "ONEIRIC_CACHE_DIR",
     "ONEIRIC_RUNTIME_DIR",
     "ONEIRIC_LOGS_DIR",
+    "ONEIRIC_REMOTE_TOKEN",
 ];
 
 impl Env {

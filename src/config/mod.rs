@@ -116,6 +116,25 @@ impl Settings {
         if r.retry_base_delay < 0.0 || r.retry_max_delay < r.retry_base_delay {
             return Err("remote.retry_max_delay: must be >= retry_base_delay >= 0".into());
         }
+        if !(r.timeout_seconds > 0.0 && r.timeout_seconds <= 600.0) {
+            return Err("remote.timeout_seconds: must be within (0, 600]".into());
+        }
+        if r.max_body_bytes == 0 || r.max_body_bytes > crate::manifest::MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "remote.max_body_bytes: must be within 1..={}",
+                crate::manifest::MAX_MANIFEST_BYTES
+            ));
+        }
+        if let Some(url) = &r.manifest_url
+            && !(url.starts_with("https://")
+                || url.starts_with("http://")
+                || url.starts_with('/')
+                || url.starts_with("file://"))
+        {
+            return Err(format!(
+                "remote.manifest_url: `{url}` is not an https:// URL or an absolute path"
+            ));
+        }
         if r.refresh_interval == 0 {
             return Err("remote.refresh_interval: must be at least 1 second".into());
         }
@@ -240,8 +259,13 @@ pub struct RemoteSettings {
     /// `file://` URIs in `manifest_url`; plain local paths are always allowed.
     pub allow_file_uris: bool,
     pub allowed_file_uri_roots: Vec<PathBuf>,
+    /// Time budget of one fetch, retries included.
     pub latency_budget_ms: Option<u64>,
+    /// Timeout of one HTTP attempt (connect, headers and body).
+    pub timeout_seconds: f64,
     pub max_body_bytes: u64,
+    /// Extra CA certificate (PEM) trusted for remote fetches, besides the system store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RemoteSettings {
@@ -268,7 +292,9 @@ impl Default for RemoteSettings {
             allow_file_uris: false,
             allowed_file_uri_roots: Vec::new(),
             latency_budget_ms: None,
+            timeout_seconds: 10.0,
             max_body_bytes: crate::manifest::MAX_MANIFEST_BYTES,
+            ca_file: None,
         }
     }
 }
@@ -279,18 +305,19 @@ impl Default for RemoteSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     pub header_name: String,
-    /// Name of the environment variable holding the token.
-    pub token_env: Option<String>,
-    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding the token.
-    pub token_credential: Option<String>,
+    /// Name of the environment variable holding the header value (e.g. `Bearer abc`).
+    pub token_env: String,
+    /// Name of the systemd credential (`LoadCredential=NAME:...`) holding it; preferred over
+    /// the environment variable when present.
+    pub token_credential: String,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             header_name: "Authorization".into(),
-            token_env: None,
-            token_credential: None,
+            token_env: "ONEIRIC_REMOTE_TOKEN".into(),
+            token_credential: "oneiric-remote-token".into(),
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Shared {
     pub activity: Mutex<ActivityStore>,
     pub last_reload: Mutex<Option<LastReload>>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Remote fetcher for the current remote settings (rebuilt when they change).
+    fetcher: Mutex<Option<(crate::config::RemoteSettings, Arc<crate::remote::Fetcher>)>>,
     /// Millis since start when the running reload began (0 = none), for the watchdog.
     reload_started: AtomicU64,
     started: Instant,
@@ -232,6 +234,131 @@ impl Shared {
         self.metrics.last_reload_success.set(unix_now() as f64);
     }
 
+    /// Fetches every remote manifest of this load into the cache (conditional requests,
+    /// retries, breaker). Failures leave the last good copy in place; they are logged, counted
+    /// and shown in `STATUS=` by the load that follows.
+    pub async fn sync_remote(
+        &self,
+        settings: &LoadedSettings,
+    ) -> Vec<(String, crate::remote::SyncOutcome)> {
+        let urls = engine::remote_urls(&self.req, settings);
+        if urls.is_empty() {
+            return Vec::new();
+        }
+        let fetcher = {
+            let mut slot = self.fetcher.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some((s, f)) if *s == settings.settings.remote => Some(Arc::clone(f)),
+                _ => {
+                    let cache = engine::cache_dir(&self.req, settings);
+                    match crate::remote::Fetcher::new(
+                        &settings.settings.remote,
+                        &cache,
+                        &self.req.env,
+                    ) {
+                        Ok(f) => {
+                            let f = Arc::new(f);
+                            *slot = Some((settings.settings.remote.clone(), Arc::clone(&f)));
+                            Some(f)
+                        }
+                        Err(e) => {
+                            tracing::error!(oneiric_event = "remote_setup_failed", "{e}");
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        let Some(fetcher) = fetcher else {
+            return Vec::new();
+        };
+        let policy =
+            match crate::manifest::signature::TrustPolicy::from_settings(&settings.settings.remote)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(oneiric_event = "remote_setup_failed", "trusted keys: {e}");
+                    return Vec::new();
+                }
+            };
+        let mut out = Vec::new();
+        for url in urls {
+            let outcome = fetcher.sync(&url, &policy).await;
+            self.metrics
+                .remote_fetches
+                .with_label_values(&[outcome.label()])
+                .inc();
+            if let crate::remote::SyncOutcome::Updated { bytes, .. } = &outcome {
+                self.metrics.remote_bytes.inc_by(*bytes);
+            }
+            if matches!(
+                outcome,
+                crate::remote::SyncOutcome::Rejected {
+                    signature: true,
+                    ..
+                }
+            ) {
+                self.metrics.signature_failures.inc();
+            }
+            match &outcome {
+                crate::remote::SyncOutcome::Updated { .. }
+                | crate::remote::SyncOutcome::NotModified => {
+                    tracing::info!(
+                        oneiric_event = "remote_fetch",
+                        result = outcome.label(),
+                        "{url}: {}",
+                        outcome.describe()
+                    );
+                }
+                _ => tracing::warn!(
+                    oneiric_event = "remote_fetch",
+                    result = outcome.label(),
+                    "{url}: {}",
+                    outcome.describe()
+                ),
+            }
+            out.push((url, outcome));
+        }
+        out
+    }
+
+    /// One refresh tick: fetch remote manifests; reload when they or the local files changed,
+    /// or when a remote manifest went stale or recovered (so `STATUS=` says so); otherwise only
+    /// retry activations that failed.
+    async fn refresh(self: &Arc<Self>, local_changed: bool) {
+        let served = self.served.load_full();
+        let outcomes = self.sync_remote(&served.settings).await;
+        let remote_changed = outcomes.iter().any(|(url, o)| {
+            let stale_now = !matches!(
+                o,
+                crate::remote::SyncOutcome::Updated { .. }
+                    | crate::remote::SyncOutcome::NotModified
+            );
+            let stale_before = served
+                .manifests
+                .iter()
+                .any(|m| &m.origin == url && m.cached_age_seconds.is_some());
+            matches!(o, crate::remote::SyncOutcome::Updated { .. }) || stale_now != stale_before
+        });
+        if local_changed || remote_changed {
+            if self.reload(Trigger::Refresh).await.is_ok() {
+                self.metrics
+                    .refreshes
+                    .with_label_values(&["reloaded"])
+                    .inc();
+            }
+        } else {
+            self.metrics
+                .refreshes
+                .with_label_values(&["unchanged"])
+                .inc();
+            let attempts = self.reconcile(&served.snapshot, &served.settings).await;
+            if !attempts.is_empty() {
+                notify::status(&self.status_line());
+            }
+        }
+    }
+
     /// Reloads settings and manifests. On any error the served state is untouched.
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
         let _guard = self.reload_lock.lock().await;
@@ -284,9 +411,17 @@ impl Shared {
     }
 
     async fn reload_inner(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
+        // Remote manifests are fetched with the settings about to be loaded; a refresh has
+        // fetched already.
+        if trigger != Trigger::Refresh
+            && let Ok(mut settings) = config::load_settings(&self.req.config, &self.req.env)
+            && engine::apply_overrides(&mut settings, &self.req.overrides).is_ok()
+        {
+            self.sync_remote(&settings).await;
+        }
         let pins = self.lifecycle.lock().await.pins();
         let req = self.req.clone();
-        let loaded = tokio::task::spawn_blocking(move || engine::load(&req, &pins, None))
+        let loaded = tokio::task::spawn_blocking(move || engine::load(&req, &pins))
             .await
             .map_err(|e| format!("load task failed: {e}"))?;
         let world = match loaded {
@@ -427,7 +562,14 @@ pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
         Err(_) => (tracing::level_filters::LevelFilter::INFO, None),
     };
     let sink = crate::telemetry::init(level, format);
-    if let Err(e) = pre {
+    let mut pre_settings = match pre {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(oneiric_event = "startup_failed", "{e}");
+            return Err(DaemonError::Load(e.into()));
+        }
+    };
+    if let Err(e) = engine::apply_overrides(&mut pre_settings, &req.overrides) {
         tracing::error!(oneiric_event = "startup_failed", "{e}");
         return Err(DaemonError::Load(e.into()));
     }
@@ -438,13 +580,17 @@ pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
         .thread_name("oneiric")
         .build()
         .map_err(|e| DaemonError::Startup(format!("cannot start runtime: {e}")))?;
-    let result = runtime.block_on(serve(req, sink));
+    let result = runtime.block_on(serve(req, sink, pre_settings));
     // Tasks still parked on I/O must not delay exit past TimeoutStopSec.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }
 
-async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), DaemonError> {
+async fn serve(
+    req: LoadRequest,
+    sink: crate::telemetry::Sink,
+    pre_settings: LoadedSettings,
+) -> Result<(), DaemonError> {
     let dirs = req.dirs.clone();
     for (what, dir) in [("state", &dirs.state), ("cache", &dirs.cache)] {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -470,30 +616,9 @@ async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), Dae
         ActivityStore::open(&dirs.state).map_err(|e| DaemonError::Startup(e.to_string()))?;
     let metrics = Metrics::new().map_err(|e| DaemonError::Startup(e.to_string()))?;
 
-    // First load, synchronously: no READY until it succeeded.
-    let pins = lifecycle_status.pins();
-    let first = {
-        let req = req.clone();
-        tokio::task::spawn_blocking(move || engine::load(&req, &pins, None))
-            .await
-            .map_err(|e| DaemonError::Startup(format!("load task failed: {e}")))?
-    };
-    let world = match first {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(oneiric_event = "startup_failed", "{e}");
-            if matches!(e, LoadError::Manifest(ManifestError::Signature { .. })) {
-                metrics.signature_failures.inc();
-            }
-            return Err(e.into());
-        }
-    };
-    let http_settings = world.settings.settings.http.clone();
-    let refresh = Duration::from_secs(world.settings.settings.remote.refresh_interval.max(1));
-
     let shared = Arc::new(Shared {
         served: ArcSwap::from_pointee(Served {
-            settings: world.settings.clone(),
+            settings: pre_settings.clone(),
             manifests: Vec::new(),
             loaded: Arc::new(Vec::new()),
             snapshot: Arc::new(Snapshot::default()),
@@ -509,9 +634,33 @@ async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), Dae
         activity: Mutex::new(activity),
         last_reload: Mutex::new(None),
         reload_lock: tokio::sync::Mutex::new(()),
+        fetcher: Mutex::new(None),
         reload_started: AtomicU64::new(0),
         started: Instant::now(),
     });
+    // First load, synchronously: no READY until it succeeded. Remote manifests are fetched
+    // first; when the server is down the cached copy is served (and says how old it is).
+    shared.sync_remote(&pre_settings).await;
+    let pins = shared.lifecycle.lock().await.pins();
+    let first = {
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || engine::load(&req, &pins))
+            .await
+            .map_err(|e| DaemonError::Startup(format!("load task failed: {e}")))?
+    };
+    let world = match first {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(oneiric_event = "startup_failed", "{e}");
+            if matches!(e, LoadError::Manifest(ManifestError::Signature { .. })) {
+                shared.metrics.signature_failures.inc();
+            }
+            return Err(e.into());
+        }
+    };
+    let http_settings = world.settings.settings.http.clone();
+    let refresh = Duration::from_secs(world.settings.settings.remote.refresh_interval.max(1));
+
     for w in &world.warnings {
         tracing::warn!(oneiric_event = "load_warning", "{w}");
     }
@@ -593,6 +742,7 @@ async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), Dae
             .unwrap_or(Duration::from_secs(86_400 * 365)),
     );
     let mut last_fingerprint = fingerprint(&shared.served.load(), &req);
+    let refreshing = Arc::new(AtomicBool::new(false));
 
     loop {
         tokio::select! {
@@ -608,24 +758,15 @@ async fn serve(req: LoadRequest, sink: crate::telemetry::Sink) -> Result<(), Dae
             }
             _ = refresh_timer.tick() => {
                 let current = fingerprint(&shared.served.load(), &req);
-                if current != last_fingerprint {
-                    last_fingerprint = current;
+                let local_changed = current != last_fingerprint;
+                last_fingerprint = current;
+                // A slow remote must not pile up refreshes.
+                if !refreshing.swap(true, Ordering::SeqCst) {
                     let s = Arc::clone(&shared);
+                    let flag = Arc::clone(&refreshing);
                     tokio::spawn(async move {
-                        if s.reload(Trigger::Refresh).await.is_ok() {
-                            s.metrics.refreshes.with_label_values(&["reloaded"]).inc();
-                        }
-                    });
-                } else {
-                    shared.metrics.refreshes.with_label_values(&["unchanged"]).inc();
-                    // Unchanged inputs: only retry activations that failed (a probe may recover).
-                    let s = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        let served = s.served.load_full();
-                        let attempts = s.reconcile(&served.snapshot, &served.settings).await;
-                        if !attempts.is_empty() {
-                            notify::status(&s.status_line());
-                        }
+                        s.refresh(local_changed).await;
+                        flag.store(false, Ordering::SeqCst);
                     });
                 }
             }

@@ -1,0 +1,515 @@
+//! Remote manifests: fetch over HTTPS (rustls), conditional requests, retries with backoff and
+//! jitter, a circuit breaker, a time budget and a body limit; validation and signature check
+//! before a fetched manifest replaces the last good one in the cache directory; artifacts
+//! downloaded by digest.
+//!
+//! The loader (`engine`) never touches the network: it reads the last good copy from the cache
+//! ([`load_cached`]). Fetching ([`Fetcher::sync`]) is a separate, async step run by the service
+//! before a load and by `oneiric remote-sync`.
+
+mod artifacts;
+mod cache;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::RemoteSettings;
+use crate::engine::LoadError;
+use crate::manifest::signature::{TrustPolicy, Verdict};
+use crate::manifest::{self, Manifest};
+
+pub use cache::{CacheMeta, cache_paths, read_meta};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum SyncOutcome {
+    /// New content fetched, validated and stored.
+    Updated {
+        bytes: u64,
+        entries: usize,
+        artifacts_failed: usize,
+    },
+    /// The server answered 304: the cached copy is current.
+    NotModified,
+    /// Fetched, but refused (invalid, bad signature, expired): the previous copy stays.
+    Rejected { reason: String, signature: bool },
+    /// The server could not be reached or kept failing; the previous copy stays.
+    Failed { error: String, attempts: u32 },
+    /// Too many consecutive failures: not even tried until the breaker resets.
+    BreakerOpen { retry_in_seconds: u64 },
+}
+
+impl SyncOutcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SyncOutcome::Updated { .. } => "updated",
+            SyncOutcome::NotModified => "not_modified",
+            SyncOutcome::Rejected { .. } => "rejected",
+            SyncOutcome::Failed { .. } => "failed",
+            SyncOutcome::BreakerOpen { .. } => "breaker_open",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            SyncOutcome::Updated {
+                bytes,
+                entries,
+                artifacts_failed,
+            } => format!(
+                "updated: {bytes} bytes, {entries} entries{}",
+                if *artifacts_failed > 0 {
+                    format!(", {artifacts_failed} artifact(s) failed")
+                } else {
+                    String::new()
+                }
+            ),
+            SyncOutcome::NotModified => "not modified (304)".into(),
+            SyncOutcome::Rejected { reason, .. } => {
+                format!("rejected, keeping the previous copy: {reason}")
+            }
+            SyncOutcome::Failed { error, attempts } => {
+                format!("failed after {attempts} attempt(s), keeping the previous copy: {error}")
+            }
+            SyncOutcome::BreakerOpen { retry_in_seconds } => {
+                format!("circuit breaker open; next try in {retry_in_seconds} s")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// Fetches remote manifests for one settings generation.
+pub struct Fetcher {
+    client: reqwest::Client,
+    settings: RemoteSettings,
+    cache_dir: PathBuf,
+    auth: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+    breaker: Mutex<Breaker>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("remote: {0}")]
+pub struct RemoteError(pub String);
+
+/// The auth header's value: a systemd credential first, then the environment variable. Never
+/// from settings files, which are readable by the service group.
+fn auth_value(
+    settings: &RemoteSettings,
+    env: &crate::config::Env,
+) -> Result<Option<String>, RemoteError> {
+    if let Some(dir) = env.get("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(dir).join(&settings.auth.token_credential);
+        match std::fs::read_to_string(&path) {
+            Ok(v) => return Ok(Some(v.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RemoteError(format!("credential {}: {e}", path.display()))),
+        }
+    }
+    Ok(env
+        .get(&settings.auth.token_env)
+        .map(|v| v.trim().to_string()))
+}
+
+impl Fetcher {
+    pub fn new(
+        settings: &RemoteSettings,
+        cache_dir: &Path,
+        env: &crate::config::Env,
+    ) -> Result<Self, RemoteError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs_f64(settings.timeout_seconds))
+            .connect_timeout(Duration::from_secs_f64(settings.timeout_seconds.min(10.0)))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("oneiric/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(!settings.verify_tls);
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| RemoteError(format!("remote.ca_file {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| RemoteError(format!("remote.ca_file {}: {e}", ca.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| RemoteError(format!("http client: {}", crate::probe::error_chain(&e))))?;
+        let auth = match auth_value(settings, env)? {
+            Some(v) => {
+                let name =
+                    reqwest::header::HeaderName::from_bytes(settings.auth.header_name.as_bytes())
+                        .map_err(|_| {
+                        RemoteError(format!(
+                            "remote.auth.header_name `{}` is not a header name",
+                            settings.auth.header_name
+                        ))
+                    })?;
+                let mut value = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
+                    RemoteError("the auth token contains characters not allowed in a header".into())
+                })?;
+                value.set_sensitive(true);
+                Some((name, value))
+            }
+            None => None,
+        };
+        Ok(Self {
+            client,
+            settings: settings.clone(),
+            cache_dir: cache_dir.to_path_buf(),
+            auth,
+            breaker: Mutex::new(Breaker::default()),
+        })
+    }
+
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    fn check_scheme(&self, url: &str) -> Result<(), String> {
+        if url.starts_with("https://") {
+            Ok(())
+        } else if url.starts_with("http://") {
+            if self.settings.allow_http {
+                Ok(())
+            } else {
+                Err("plain http:// manifests are refused; set remote.allow_http: true to allow them".into())
+            }
+        } else {
+            Err(format!("`{url}` is not an http(s) URL"))
+        }
+    }
+
+    /// Fetches `url` once (with retries), and stores it as the last good copy when it is valid
+    /// and its signatures pass `policy`.
+    pub async fn sync(&self, url: &str, policy: &TrustPolicy) -> SyncOutcome {
+        if let Err(e) = self.check_scheme(url) {
+            return SyncOutcome::Rejected {
+                reason: e,
+                signature: false,
+            };
+        }
+        {
+            let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(until) = b.open_until {
+                let now = Instant::now();
+                if now < until {
+                    return SyncOutcome::BreakerOpen {
+                        retry_in_seconds: (until - now).as_secs().max(1),
+                    };
+                }
+                // Half-open: one attempt decides.
+                b.open_until = None;
+            }
+        }
+        let paths = cache_paths(&self.cache_dir, url);
+        let mut meta = read_meta(&paths).unwrap_or_else(|| CacheMeta::new(url));
+        let cached_present = paths.manifest.exists();
+        let outcome = self.fetch_with_retries(url, &meta, cached_present).await;
+        let now = cache::unix_now();
+        meta.last_attempt_at = now;
+        let result = match outcome {
+            Ok(Fetched::NotModified) => {
+                meta.verified_at = now;
+                meta.last_error = None;
+                SyncOutcome::NotModified
+            }
+            Ok(Fetched::Body {
+                bytes,
+                etag,
+                last_modified,
+            }) => match self.accept(url, &bytes, policy).await {
+                Ok((entries, artifacts)) => {
+                    let failed = artifacts.values().filter(|a| !a.ok).count();
+                    if let Err(e) = crate::fsutil::write_atomic(&paths.manifest, &bytes, 0o640) {
+                        meta.last_error = Some(format!("cannot write cache: {e}"));
+                        SyncOutcome::Failed {
+                            error: format!("cannot write cache {}: {e}", paths.manifest.display()),
+                            attempts: 1,
+                        }
+                    } else {
+                        meta.etag = etag;
+                        meta.last_modified = last_modified;
+                        meta.fetched_at = now;
+                        meta.verified_at = now;
+                        meta.last_error = None;
+                        meta.artifacts = artifacts;
+                        SyncOutcome::Updated {
+                            bytes: bytes.len() as u64,
+                            entries,
+                            artifacts_failed: failed,
+                        }
+                    }
+                }
+                Err((reason, signature)) => {
+                    meta.last_error = Some(reason.clone());
+                    SyncOutcome::Rejected { reason, signature }
+                }
+            },
+            Err((error, attempts)) => {
+                meta.last_error = Some(error.clone());
+                SyncOutcome::Failed { error, attempts }
+            }
+        };
+        {
+            let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(result, SyncOutcome::Failed { .. }) {
+                b.consecutive_failures += 1;
+                if b.consecutive_failures >= self.settings.circuit_breaker_threshold.max(1) {
+                    b.open_until = Some(
+                        Instant::now() + Duration::from_secs(self.settings.circuit_breaker_reset),
+                    );
+                }
+            } else {
+                b.consecutive_failures = 0;
+            }
+            meta.consecutive_failures = b.consecutive_failures;
+        }
+        if let Err(e) = cache::write_meta(&paths, &meta) {
+            tracing::error!(oneiric_event = "remote_cache_write_failed", "{e}");
+        }
+        result
+    }
+
+    /// Validates a fetched body: parse, entry validation, signatures; then its artifacts.
+    async fn accept(
+        &self,
+        url: &str,
+        bytes: &[u8],
+        policy: &TrustPolicy,
+    ) -> Result<
+        (
+            usize,
+            std::collections::BTreeMap<String, cache::ArtifactState>,
+        ),
+        (String, bool),
+    > {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            (
+                format!(
+                    "not valid UTF-8 (first bad byte at offset {})",
+                    e.valid_up_to()
+                ),
+                false,
+            )
+        })?;
+        let m = manifest::parse(text, url).map_err(|e| (e.to_string(), false))?;
+        match manifest::signature::verify(&m.raw, policy) {
+            Verdict::Invalid { reason } => return Err((format!("signature: {reason}"), true)),
+            _ => {}
+        }
+        let artifacts = artifacts::sync_all(
+            &self.client,
+            &self.cache_dir,
+            &m,
+            self.settings.max_body_bytes,
+        )
+        .await;
+        Ok((m.entries.len(), artifacts))
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        url: &str,
+        meta: &CacheMeta,
+        conditional: bool,
+    ) -> Result<Fetched, (String, u32)> {
+        let budget = Duration::from_millis(self.settings.latency_budget_ms.unwrap_or(30_000));
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let remaining = budget.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                return Err((
+                    format!("time budget of {} ms spent", budget.as_millis()),
+                    attempt - 1,
+                ));
+            }
+            let result =
+                tokio::time::timeout(remaining, self.fetch_once(url, meta, conditional)).await;
+            let err = match result {
+                Ok(Ok(f)) => return Ok(f),
+                Ok(Err(Attempt::Fatal(e))) => return Err((e, attempt)),
+                Ok(Err(Attempt::Retry(e))) => e,
+                Err(_) => format!("time budget of {} ms spent", budget.as_millis()),
+            };
+            if attempt > self.settings.max_retries {
+                return Err((err, attempt));
+            }
+            let base = self.settings.retry_base_delay * 2f64.powi(attempt as i32 - 1);
+            let capped = base.min(self.settings.retry_max_delay);
+            let jitter = 1.0 + self.settings.retry_jitter * (fastrand::f64() * 2.0 - 1.0);
+            let delay = Duration::from_secs_f64((capped * jitter).max(0.0));
+            if start.elapsed() + delay >= budget {
+                return Err((
+                    format!("{err} (no time left in the budget for another attempt)"),
+                    attempt,
+                ));
+            }
+            tracing::warn!(
+                oneiric_event = "remote_retry",
+                "fetch {url} attempt {attempt} failed: {err}; retrying in {:.2} s",
+                delay.as_secs_f64()
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        url: &str,
+        meta: &CacheMeta,
+        conditional: bool,
+    ) -> Result<Fetched, Attempt> {
+        let mut req = self.client.get(url);
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name.clone(), value.clone());
+        }
+        if conditional {
+            if let Some(etag) = &meta.etag {
+                req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &meta.last_modified {
+                req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Attempt::Retry(format!(
+                    "timed out after {:.1} s",
+                    self.settings.timeout_seconds
+                ))
+            } else {
+                Attempt::Retry(crate::probe::error_chain(&e))
+            }
+        })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified);
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
+        }
+        if !status.is_success() {
+            return Err(Attempt::Fatal(format!("HTTP {}", status.as_u16())));
+        }
+        let header = |h: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header(reqwest::header::ETAG);
+        let last_modified = header(reqwest::header::LAST_MODIFIED);
+        let bytes = read_limited(resp, self.settings.max_body_bytes).await?;
+        Ok(Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        })
+    }
+}
+
+enum Fetched {
+    NotModified,
+    Body {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(String),
+}
+
+/// Reads a body up to `limit` bytes, refusing (without retry) anything larger.
+async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, Attempt> {
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(Attempt::Fatal(format!(
+            "body of {len} bytes exceeds the {limit}-byte limit"
+        )));
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(Attempt::Fatal(format!(
+                        "body exceeds the {limit}-byte limit"
+                    )));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) if e.is_timeout() => {
+                return Err(Attempt::Retry("timed out reading the body".into()));
+            }
+            Err(e) => return Err(Attempt::Retry(crate::probe::error_chain(&e))),
+        }
+    }
+}
+
+/// The last good copy of a remote manifest, for the loader. Entries whose artifact could not be
+/// fetched and verified are skipped with the reason. Returns the manifest and, when the latest
+/// fetch failed, how old the copy is.
+pub fn load_cached(cache_dir: &Path, url: &str) -> Result<(Manifest, Option<u64>), LoadError> {
+    let paths = cache_paths(cache_dir, url);
+    let remote_err = |message: String| LoadError::Remote {
+        origin: url.to_string(),
+        message,
+    };
+    if !paths.manifest.exists() {
+        let why = read_meta(&paths)
+            .and_then(|m| m.last_error)
+            .map(|e| format!(" (last fetch: {e})"))
+            .unwrap_or_default();
+        return Err(remote_err(format!(
+            "no cached copy yet and the manifest could not be fetched{why}"
+        )));
+    }
+    let text = crate::config::load::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
+        .map_err(|e| remote_err(e.to_string()))?;
+    let mut m = manifest::parse(&text, url)?;
+    let meta = read_meta(&paths);
+    let mut kept = Vec::with_capacity(m.entries.len());
+    for (i, e) in std::mem::take(&mut m.entries).into_iter().enumerate() {
+        if let Some(sha) = &e.sha256 {
+            let state = meta.as_ref().and_then(|mm| mm.artifacts.get(sha));
+            match state {
+                Some(a) if a.ok => {}
+                other => {
+                    let reason = other
+                        .and_then(|a| a.error.clone())
+                        .unwrap_or_else(|| "not downloaded".into());
+                    m.skipped.push(manifest::Skipped {
+                        index: i,
+                        key: Some(e.key.clone()),
+                        reason: format!("artifact {sha}: {reason}"),
+                    });
+                    continue;
+                }
+            }
+        }
+        kept.push(e);
+    }
+    m.entries = kept;
+    m.skipped.sort_by_key(|s| s.index);
+    let age = meta.and_then(|mm| {
+        mm.last_error
+            .as_ref()
+            .map(|_| cache::unix_now().saturating_sub(mm.verified_at.max(mm.fetched_at)))
+    });
+    Ok((m, age))
+}
