@@ -54,6 +54,11 @@ pub enum Sink {
 
 /// Installs the global subscriber. Returns where logs go. Safe to call once per process.
 pub fn init(level: LevelFilter, format: Option<LogFormat>) -> Sink {
+    // Our own events at the chosen level; libraries (hyper, reqwest, rustls) only from warn up,
+    // so that debug logging stays readable.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("oneiric", level)
+        .with_default(level.min(LevelFilter::WARN));
     if stderr_is_journal()
         && let Ok(layer) = tracing_journald::layer()
     {
@@ -61,7 +66,7 @@ pub fn init(level: LevelFilter, format: Option<LogFormat>) -> Sink {
             .with_field_prefix(None)
             .with_syslog_identifier("oneiric".into());
         if tracing_subscriber::registry()
-            .with(layer.with_filter(level))
+            .with(layer.with_filter(filter.clone()))
             .try_init()
             .is_ok()
         {
@@ -70,21 +75,23 @@ pub fn init(level: LevelFilter, format: Option<LogFormat>) -> Sink {
     }
     match format {
         Some(LogFormat::Json) => {
-            let _ = tracing_subscriber::fmt()
+            let layer = tracing_subscriber::fmt::layer()
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
-                .with_writer(std::io::stderr)
-                .with_max_level(level)
+                .with_writer(std::io::stderr);
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_filter(filter))
                 .try_init();
             Sink::Json
         }
         _ => {
-            let _ = tracing_subscriber::fmt()
+            let layer = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
-                .with_max_level(level)
-                .with_target(false)
+                .with_target(false);
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_filter(filter))
                 .try_init();
             Sink::Text
         }

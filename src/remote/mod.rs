@@ -228,7 +228,9 @@ impl Fetcher {
             }) => match self.accept(url, &bytes, policy).await {
                 Ok((entries, artifacts)) => {
                     let failed = artifacts.values().filter(|a| !a.ok).count();
-                    if let Err(e) = crate::fsutil::write_atomic(&paths.manifest, &bytes, 0o640) {
+                    let written = std::fs::create_dir_all(&paths.dir)
+                        .and_then(|_| crate::fsutil::write_atomic(&paths.manifest, &bytes, 0o640));
+                    if let Err(e) = written {
                         meta.last_error = Some(format!("cannot write cache: {e}"));
                         SyncOutcome::Failed {
                             error: format!("cannot write cache {}: {e}", paths.manifest.display()),
@@ -301,9 +303,8 @@ impl Fetcher {
             )
         })?;
         let m = manifest::parse(text, url).map_err(|e| (e.to_string(), false))?;
-        match manifest::signature::verify(&m.raw, policy) {
-            Verdict::Invalid { reason } => return Err((format!("signature: {reason}"), true)),
-            _ => {}
+        if let Verdict::Invalid { reason } = manifest::signature::verify(&m.raw, policy) {
+            return Err((format!("signature: {reason}"), true));
         }
         let artifacts = artifacts::sync_all(
             &self.client,
@@ -512,4 +513,67 @@ pub fn load_cached(cache_dir: &Path, url: &str) -> Result<(Manifest, Option<u64>
             .map(|_| cache::unix_now().saturating_sub(mm.verified_at.max(mm.fetched_at)))
     });
     Ok((m, age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn breaker_opens_after_threshold_and_half_opens_after_reset() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = std::sync::Arc::clone(&hits);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                h.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RemoteSettings {
+            allow_http: true,
+            max_retries: 0,
+            circuit_breaker_threshold: 2,
+            circuit_breaker_reset: 1,
+            ..Default::default()
+        };
+        let f = Fetcher::new(&settings, dir.path(), &crate::config::Env::default()).unwrap();
+        let policy = TrustPolicy::from_settings(&settings).unwrap();
+        let url = format!("http://127.0.0.1:{port}/m.yaml");
+        assert!(matches!(
+            f.sync(&url, &policy).await,
+            SyncOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            f.sync(&url, &policy).await,
+            SyncOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            f.sync(&url, &policy).await,
+            SyncOutcome::BreakerOpen { .. }
+        ));
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(matches!(
+            f.sync(&url, &policy).await,
+            SyncOutcome::Failed { .. }
+        ));
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        let meta = read_meta(&cache_paths(dir.path(), &url)).unwrap();
+        assert_eq!(meta.consecutive_failures, 3);
+        assert!(meta.last_error.unwrap().contains("503"));
+    }
 }

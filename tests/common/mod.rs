@@ -2,6 +2,8 @@
 //! test owns, and a tiny HTTP client.
 #![allow(dead_code)]
 
+pub mod httpd;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
@@ -19,6 +21,8 @@ pub fn shared_testdata() -> PathBuf {
 /// A sandbox: settings dir, state/cache/runtime dirs, and a clean environment.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// Extra environment for every command and service started from this sandbox.
+    pub env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -27,7 +31,10 @@ impl Sandbox {
         for d in ["etc", "state", "cache", "run"] {
             std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
         }
-        Self { dir }
+        Self {
+            dir,
+            env: Vec::new(),
+        }
     }
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
@@ -48,6 +55,9 @@ impl Sandbox {
             .env("ONEIRIC_RUNTIME_DIR", self.path("run"))
             .args(args)
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
@@ -238,20 +248,29 @@ impl Service {
             ))
             .spawn()
             .expect("spawn service");
-        let svc = Self { child, port };
-        svc.wait_ready();
+        let mut svc = Self { child, port };
+        svc.wait_ready(&sb.path("service.log"));
         svc
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self, log: &Path) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "service exited ({st}) before listening: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("service did not start listening");
+        panic!(
+            "service did not start listening: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
 
     pub fn pid(&self) -> i32 {
