@@ -27,7 +27,7 @@ KEEP=0
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
   echo "Scenarios: $ALL_SCENARIOS (rpm: trixie only), and the harness self-tests"
-  echo "           harness, harness-fail, harness-hang (no package needed)."
+  echo "           harness, harness-fail, harness-hang, harness-reboot (no package needed)."
 }
 ALL_SCENARIOS="install guide reload watchdog crash startlimit security reboot lifecycle rpm no-denials"
 while [ $# -gt 0 ]; do
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#DISTS[@]} -gt 0 ] || DISTS=(bookworm trixie)
 for s in "${SCENARIOS[@]}"; do
-  case " $ALL_SCENARIOS harness harness-fail harness-hang " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; usage >&2; exit 2;; esac
+  case " $ALL_SCENARIOS harness harness-fail harness-hang harness-reboot " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; usage >&2; exit 2;; esac
 done
 
 TIMEOUT=${ONEIRIC_VM_TIMEOUT:-1800}
@@ -67,7 +67,7 @@ plan_for() {
       out+=("$s")
     done
   else
-    for s in $ALL_SCENARIOS harness harness-fail harness-hang; do
+    for s in $ALL_SCENARIOS harness harness-fail harness-hang harness-reboot; do
       case " ${SCENARIOS[*]} " in *" $s "*) ;; *) continue;; esac
       [ "$s" = rpm ] && [ "$dist" != trixie ] && { log "rpm runs on trixie only; skipped on $dist"; continue; }
       case "$s" in
@@ -198,7 +198,7 @@ report() { # report DIST NAME STATUS [DETAILS-FILE...]
     for f in "$@"; do
       [ -s "$f" ] || continue
       echo "    --- $(basename "$f")"
-      sed 's/^/    /' "$f"
+      sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\r//g; s/^/    /' "$f"
     done
   fi
 }

@@ -20,7 +20,7 @@ trap 'exit 0' TERM   # a reboot we asked for stops us; that is not a failure
 i=0
 for name in $PLAN; do
   if [ $i -lt "$NEXT" ]; then i=$((i + 1)); continue; fi
-  if [ "$name" = reboot ] && [ ! -e "$STATE/rebooted" ]; then
+  if { [ "$name" = reboot ] || [ "$name" = harness-reboot ]; } && [ ! -e "$STATE/rebooted" ]; then
     # Phase 1 ends: remember where to go on, then reboot for real.
     echo "$BOOT" >"$STATE/boot-before-reboot"
     echo "$i" >"$STATE/next"
@@ -70,6 +70,8 @@ for name in $PLAN; do
   echo "vmtest: <<< $name: $status ($((end - start)) s)" >/dev/console
   i=$((i + 1))
   echo "$i" >"$STATE/next"
+  # Results so far onto the results disk, so a later hang still reports these.
+  /bin/bash /vmtest/guest/collect.sh --quick
 done
 
 echo done >"$STATE/finished"
