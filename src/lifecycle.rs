@@ -202,6 +202,30 @@ pub async fn activate(
     timeouts: &LifecycleSettings,
     force: bool,
 ) -> Activation {
+    use tracing::Instrument;
+    let span = crate::traced_span!(
+        "activate",
+        domain = %candidate.domain,
+        key = %candidate.key,
+        provider = %candidate.provider,
+        forced = force,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty
+    );
+    let a = activate_inner(candidate, previous, timeouts, force)
+        .instrument(span.clone())
+        .await;
+    span.record("outcome", if a.bound { "bound" } else { "rolled_back" });
+    span.record("duration_ms", a.duration.as_secs_f64() * 1000.0);
+    a
+}
+
+async fn activate_inner(
+    candidate: &Candidate,
+    previous: Option<String>,
+    timeouts: &LifecycleSettings,
+    force: bool,
+) -> Activation {
     let start = Instant::now();
     let verdict = match &candidate.health {
         None => Ok(()),

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub remote_fetches: IntCounterVec,
     pub remote_bytes: IntCounter,
+    pub otel_spans_dropped: IntCounter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +148,10 @@ impl Metrics {
                 "oneiric_remote_fetch_bytes_total",
                 "Bytes of remote manifests downloaded.",
             )?,
+            otel_spans_dropped: IntCounter::new(
+                "oneiric_otel_spans_dropped_total",
+                "Spans not delivered to the OpenTelemetry collector (failed exports).",
+            )?,
             registry,
         };
         for c in [
@@ -166,6 +171,7 @@ impl Metrics {
             Box::new(m.http_requests.clone()),
             Box::new(m.remote_fetches.clone()),
             Box::new(m.remote_bytes.clone()),
+            Box::new(m.otel_spans_dropped.clone()),
         ] {
             m.registry.register(c)?;
         }

@@ -31,6 +31,17 @@ impl HealthCheck {
 
 /// Runs one probe. `default_timeout` applies when the check sets none.
 pub async fn run(check: &HealthCheck, default_timeout: Duration) -> ProbeResult {
+    use tracing::Instrument;
+    let span = crate::traced_span!("probe", target = %check.target(), ok = tracing::field::Empty, seconds = tracing::field::Empty);
+    let result = run_inner(check, default_timeout)
+        .instrument(span.clone())
+        .await;
+    span.record("ok", result.ok);
+    span.record("seconds", result.seconds);
+    result
+}
+
+async fn run_inner(check: &HealthCheck, default_timeout: Duration) -> ProbeResult {
     let timeout = check
         .timeout_seconds
         .map(Duration::from_secs_f64)

@@ -105,6 +105,35 @@ async fn handle(
 }
 
 async fn dispatch(req: Request, shared: &Arc<Shared>, tx: &mpsc::Sender<ReloadReply>) -> Response {
+    use tracing::Instrument;
+    let span = match &req {
+        Request::Swap {
+            domain,
+            key,
+            provider,
+            force,
+        } => crate::traced_span!(
+            "swap",
+            domain = %domain,
+            key = %key,
+            provider = %provider,
+            forced = *force,
+            outcome = tracing::field::Empty
+        ),
+        _ => tracing::Span::none(),
+    };
+    let response = dispatch_inner(req, shared, tx)
+        .instrument(span.clone())
+        .await;
+    span.record("outcome", if response.ok { "success" } else { "failure" });
+    response
+}
+
+async fn dispatch_inner(
+    req: Request,
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<ReloadReply>,
+) -> Response {
     use serde_json::Value::Null;
     match req {
         Request::Reload => {

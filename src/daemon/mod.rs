@@ -283,7 +283,24 @@ impl Shared {
             };
         let mut out = Vec::new();
         for url in urls {
-            let outcome = fetcher.sync(&url, &policy).await;
+            use tracing::Instrument;
+            let span = crate::traced_span!(
+                "remote_fetch",
+                url = %url,
+                result = tracing::field::Empty,
+                bytes = tracing::field::Empty,
+                cache_hit = tracing::field::Empty
+            );
+            let outcome = fetcher.sync(&url, &policy).instrument(span.clone()).await;
+            span.record("result", outcome.label());
+            span.record(
+                "cache_hit",
+                matches!(outcome, crate::remote::SyncOutcome::NotModified),
+            );
+            if let crate::remote::SyncOutcome::Updated { bytes, .. } = &outcome {
+                span.record("bytes", *bytes);
+            }
+            let _entered = span.enter();
             self.metrics
                 .remote_fetches
                 .with_label_values(&[outcome.label()])
@@ -326,6 +343,16 @@ impl Shared {
     /// or when a remote manifest went stale or recovered (so `STATUS=` says so); otherwise only
     /// retry activations that failed.
     async fn refresh(self: &Arc<Self>, local_changed: bool) {
+        use tracing::Instrument;
+        let span = crate::traced_span!("refresh", local_changed, result = tracing::field::Empty);
+        let result = self
+            .refresh_traced(local_changed)
+            .instrument(span.clone())
+            .await;
+        span.record("result", result);
+    }
+
+    async fn refresh_traced(self: &Arc<Self>, local_changed: bool) -> &'static str {
         let served = self.served.load_full();
         let outcomes = self.sync_remote(&served.settings).await;
         let remote_changed = outcomes.iter().any(|(url, o)| {
@@ -346,6 +373,9 @@ impl Shared {
                     .refreshes
                     .with_label_values(&["reloaded"])
                     .inc();
+                "reloaded"
+            } else {
+                "failure"
             }
         } else {
             self.metrics
@@ -356,11 +386,41 @@ impl Shared {
             if !attempts.is_empty() {
                 notify::status(&self.status_line());
             }
+            "unchanged"
         }
     }
 
     /// Reloads settings and manifests. On any error the served state is untouched.
     pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
+        use tracing::Instrument;
+        let span = crate::traced_span!(
+            "reload",
+            trigger = trigger.as_str(),
+            result = tracing::field::Empty,
+            candidates = tracing::field::Empty,
+            entries_loaded = tracing::field::Empty,
+            entries_skipped = tracing::field::Empty
+        );
+        let result = self.reload_traced(trigger).instrument(span.clone()).await;
+        span.record("result", if result.is_ok() { "success" } else { "failure" });
+        let served = self.served.load();
+        span.record("candidates", served.snapshot.candidate_count() as u64);
+        span.record(
+            "entries_loaded",
+            served.manifests.iter().map(|m| m.loaded).sum::<usize>() as u64,
+        );
+        span.record(
+            "entries_skipped",
+            served
+                .manifests
+                .iter()
+                .map(|m| m.skipped.len())
+                .sum::<usize>() as u64,
+        );
+        result
+    }
+
+    async fn reload_traced(self: &Arc<Self>, trigger: Trigger) -> Result<String, String> {
         let _guard = self.reload_lock.lock().await;
         let notify_systemd = matches!(trigger, Trigger::Sighup | Trigger::Control);
         if notify_systemd {
@@ -561,7 +621,25 @@ pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
         }
         Err(_) => (tracing::level_filters::LevelFilter::INFO, None),
     };
-    let sink = crate::telemetry::init(level, format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("oneiric")
+        .build()
+        .map_err(|e| DaemonError::Startup(format!("cannot start runtime: {e}")))?;
+    let metrics = Metrics::new().map_err(|e| DaemonError::Startup(e.to_string()))?;
+    // Inside the runtime: the OTLP exporter's channel and HTTP client live on it.
+    let telemetry = {
+        let _guard = runtime.enter();
+        crate::telemetry::init(
+            level,
+            format,
+            Some(crate::telemetry::TraceExport {
+                env: &req.env,
+                dropped: metrics.otel_spans_dropped.clone(),
+            }),
+        )
+    };
     let mut pre_settings = match pre {
         Ok(s) => s,
         Err(e) => {
@@ -574,13 +652,10 @@ pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
         return Err(DaemonError::Load(e.into()));
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("oneiric")
-        .build()
-        .map_err(|e| DaemonError::Startup(format!("cannot start runtime: {e}")))?;
-    let result = runtime.block_on(serve(req, sink, pre_settings));
+    let result = runtime.block_on(serve(req, &telemetry, metrics, pre_settings));
+    // Flush pending spans while the runtime (which carries the exporter) still runs, bounded
+    // well inside TimeoutStopSec.
+    telemetry.shutdown(Duration::from_secs(5));
     // Tasks still parked on I/O must not delay exit past TimeoutStopSec.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
@@ -588,9 +663,11 @@ pub fn run(req: LoadRequest) -> Result<(), DaemonError> {
 
 async fn serve(
     req: LoadRequest,
-    sink: crate::telemetry::Sink,
+    telemetry: &crate::telemetry::Telemetry,
+    metrics: Metrics,
     pre_settings: LoadedSettings,
 ) -> Result<(), DaemonError> {
+    let sink = telemetry.sink;
     let dirs = req.dirs.clone();
     for (what, dir) in [("state", &dirs.state), ("cache", &dirs.cache)] {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -614,7 +691,6 @@ async fn serve(
     };
     let activity =
         ActivityStore::open(&dirs.state).map_err(|e| DaemonError::Startup(e.to_string()))?;
-    let metrics = Metrics::new().map_err(|e| DaemonError::Startup(e.to_string()))?;
 
     let shared = Arc::new(Shared {
         served: ArcSwap::from_pointee(Served {
@@ -640,17 +716,32 @@ async fn serve(
     });
     // First load, synchronously: no READY until it succeeded. Remote manifests are fetched
     // first; when the server is down the cached copy is served (and says how old it is).
-    shared.sync_remote(&pre_settings).await;
-    let pins = shared.lifecycle.lock().await.pins();
+    let startup_span = crate::traced_span!(
+        "startup_load",
+        result = tracing::field::Empty,
+        candidates = tracing::field::Empty,
+        manifests = tracing::field::Empty
+    );
     let first = {
+        use tracing::Instrument;
+        let shared = Arc::clone(&shared);
+        let settings = pre_settings.clone();
         let req = req.clone();
-        tokio::task::spawn_blocking(move || engine::load(&req, &pins))
-            .await
-            .map_err(|e| DaemonError::Startup(format!("load task failed: {e}")))?
+        async move {
+            shared.sync_remote(&settings).await;
+            let pins = shared.lifecycle.lock().await.pins();
+            tokio::task::spawn_blocking(move || engine::load(&req, &pins))
+                .await
+                .map_err(|e| DaemonError::Startup(format!("load task failed: {e}")))
+        }
+        .instrument(startup_span.clone())
+        .await?
     };
     let world = match first {
         Ok(w) => w,
         Err(e) => {
+            startup_span.record("result", "failure");
+            let _entered = startup_span.enter();
             tracing::error!(oneiric_event = "startup_failed", "{e}");
             if matches!(e, LoadError::Manifest(ManifestError::Signature { .. })) {
                 shared.metrics.signature_failures.inc();
@@ -658,13 +749,24 @@ async fn serve(
             return Err(e.into());
         }
     };
+    startup_span.record("result", "success");
+    startup_span.record("candidates", world.snapshot.candidate_count() as u64);
+    startup_span.record("manifests", world.manifests.len() as u64);
     let http_settings = world.settings.settings.http.clone();
     let refresh = Duration::from_secs(world.settings.settings.remote.refresh_interval.max(1));
 
     for w in &world.warnings {
         tracing::warn!(oneiric_event = "load_warning", "{w}");
     }
-    let attempts = shared.reconcile(&world.snapshot, &world.settings).await;
+    let attempts = {
+        use tracing::Instrument;
+        shared
+            .reconcile(&world.snapshot, &world.settings)
+            .instrument(startup_span.clone())
+            .await
+    };
+    // The span ends here, so that it is exported now rather than at shutdown.
+    drop(startup_span);
     let message = format!(
         "loaded: {} candidates, {} keys, {} manifest(s), {} activation(s)",
         world.snapshot.candidate_count(),
@@ -718,8 +820,9 @@ async fn serve(
     match http_addr {
         Some(a) => tracing::info!(
             oneiric_event = "ready",
-            "ready: {status}; HTTP on http://{a} (/metrics, /healthz, /readyz, /v1/status, /v1/resolve/DOMAIN/KEY, /v1/explain/DOMAIN/KEY); control socket {}; logging to {sink:?}",
-            control_path.display()
+            "ready: {status}; HTTP on http://{a} (/metrics, /healthz, /readyz, /v1/status, /v1/resolve/DOMAIN/KEY, /v1/explain/DOMAIN/KEY); control socket {}; logging to {sink:?}; traces {}",
+            control_path.display(),
+            telemetry.otel
         ),
         None => tracing::info!(
             oneiric_event = "ready",

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub struct Req {
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Req {
@@ -163,7 +164,30 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         })
         .collect();
-    let req = Req { path, headers };
+    let headers: Vec<(String, String)> = headers;
+    let header_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(buf.len());
+    let mut body = buf[header_end..].to_vec();
+    let want: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+        .min(16 * 1024 * 1024);
+    while body.len() < want {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let req = Req {
+        path,
+        headers,
+        body,
+    };
     reqs.lock().unwrap().push(req.clone());
     let reply = handler(&req);
     let head = |status: &str, len: usize, extra: &str| {
