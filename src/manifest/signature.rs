@@ -25,18 +25,20 @@ pub enum KeyError {
     PrivateLength(usize),
 }
 
-/// Accepts base64 of the raw 32-byte key (the reference format) or a PEM/DER
-/// SubjectPublicKeyInfo, as `openssl pkey -pubout` writes.
-pub fn parse_public_key(s: &str) -> Result<VerifyingKey, KeyError> {
+/// Base64, bare or inside PEM armour (`-----BEGIN …-----` lines), whitespace ignored.
+fn decode_armored(s: &str) -> Option<Vec<u8>> {
     let body: String = s
         .lines()
         .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .split_whitespace()
+        .flat_map(str::split_whitespace)
         .collect();
-    let bytes = B64
-        .decode(body.as_bytes())
-        .map_err(|_| KeyError::NotBase64(abbreviate(s)))?;
+    B64.decode(body.as_bytes()).ok()
+}
+
+/// Accepts base64 of the raw 32-byte key (the reference format) or a PEM/DER
+/// SubjectPublicKeyInfo, as `openssl pkey -pubout` writes.
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, KeyError> {
+    let bytes = decode_armored(s).ok_or_else(|| KeyError::NotBase64(abbreviate(s)))?;
     const SPKI_PREFIX: [u8; 12] = [
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
     ];
@@ -59,16 +61,8 @@ pub fn parse_signing_key(contents: &[u8]) -> Result<SigningKey, KeyError> {
         seed.copy_from_slice(contents);
         return Ok(SigningKey::from_bytes(&seed));
     }
-    let text = String::from_utf8_lossy(contents);
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .split_whitespace()
-        .collect();
-    let bytes = B64
-        .decode(body.as_bytes())
-        .map_err(|_| KeyError::NotBase64("<private key file>".into()))?;
+    let bytes = decode_armored(&String::from_utf8_lossy(contents))
+        .ok_or_else(|| KeyError::NotBase64("<private key file>".into()))?;
     const PKCS8_PREFIX: [u8; 16] = [
         0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
         0x20,

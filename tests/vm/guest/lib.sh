@@ -19,7 +19,8 @@ SLACK=${SLACK:-25}
 export SYSTEMD_PAGER= SYSTEMD_COLORS=0 PAGER=cat DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 
 fail() {
-  echo "$*" >"$REASON_FILE"
+  # The first reason wins; a later one (e.g. from cleanup) is appended.
+  if [ -s "$REASON_FILE" ]; then echo "; then: $*" >>"$REASON_FILE"; else echo "$*" >"$REASON_FILE"; fi
   echo "FAIL: $*" >&2
   exit 1
 }

@@ -67,6 +67,11 @@ for name in $PLAN; do
     } >"$RESULTS/$n-$name.journal" 2>&1
   fi
   echo "$status ($((end - start)) s)" >"$RESULTS/$n-$name.status"
+  # A failed scenario may leave the service broken: give the next one a working service.
+  if [ $rc -ne 0 ] && dpkg-query -W -f '${Status}' oneiric 2>/dev/null | grep -q "ok installed"; then
+    echo "--- recovery after $name" >>"$log"
+    timeout 180 /bin/bash -c '. /vmtest/guest/lib.sh; REASON_FILE=/dev/null; restore_config' >>"$log" 2>&1 || true
+  fi
   echo "vmtest: <<< $name: $status ($((end - start)) s)" >/dev/console
   i=$((i + 1))
   echo "$i" >"$STATE/next"
