@@ -306,3 +306,21 @@ fn startup_fails_cleanly_on_bad_config() {
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("manifest.yaml"), "{}", stderr(&o));
 }
+
+#[test]
+fn slow_requests_are_cut_off() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let svc = Service::start(&sb, None, None, &[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", svc.port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    // The header-read timeout (10 s) closes the connection; the service keeps serving others.
+    assert!(start.elapsed() < Duration::from_secs(15), "not cut off");
+    assert_eq!(http(svc.port, "GET", "/healthz").0, 200);
+}
