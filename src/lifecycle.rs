@@ -277,6 +277,7 @@ pub async fn swap(
     activity: &Activity,
     req: SwapRequest<'_>,
     timeouts: &LifecycleSettings,
+    state_dir: &Path,
 ) -> Result<Activation, LifecycleError> {
     let SwapRequest {
         domain,
@@ -304,7 +305,9 @@ pub async fn swap(
         .get(domain, key)
         .and_then(|s| s.active_provider.clone())
         .or_else(|| snapshot.resolve(domain, key).map(|c| c.provider.clone()));
+    // `activating` is on disk while the probe runs: a crash mid-swap leaves that trace.
     status.entry(domain, key).state = State::Activating;
+    status.save(state_dir)?;
     let outcome = activate(target, previous.clone(), timeouts, force).await;
     status.record(domain, key, &outcome);
     if outcome.bound {

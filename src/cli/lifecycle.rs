@@ -103,6 +103,7 @@ pub fn swap(
             force,
         },
         &timeouts,
+        &ctx.dirs.state,
     ))?;
     // Persist the attempt whatever its result: a failed swap is history too.
     let saved = status.save(&ctx.dirs.state);

@@ -192,6 +192,7 @@ async fn dispatch_inner(
                     force,
                 },
                 &timeouts,
+                &shared.req.dirs.state,
             )
             .await;
             let saved = status.save(&shared.req.dirs.state);
