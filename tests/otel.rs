@@ -263,6 +263,14 @@ fn collector_down_never_blocks_and_counts_drops() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(http(svc.port, "GET", "/readyz").0, 200);
+    // The batch exporter runs on its own thread, off the service's runtime.
+    assert!(
+        thread_names(svc.pid())
+            .iter()
+            .any(|n| n.starts_with("OpenTelemetry")),
+        "{:?}",
+        thread_names(svc.pid())
+    );
     let log = std::fs::read_to_string(sb.path("service.log")).unwrap();
     assert_eq!(
         log.matches("otel_export_failed").count(),
@@ -284,9 +292,18 @@ fn unset_means_no_exporter() {
         log.contains("traces off (no OTEL_EXPORTER_OTLP_ENDPOINT)"),
         "{log}"
     );
-    // No exporter thread: only the runtime's workers and the main thread.
-    let threads = std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
+    // No exporter thread.
+    assert!(
+        !thread_names(svc.pid())
+            .iter()
+            .any(|n| n.starts_with("OpenTelemetry"))
+    );
+}
+
+fn thread_names(pid: i32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .count();
-    assert!(threads <= 4, "{threads} threads");
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .collect()
 }
