@@ -287,7 +287,13 @@ fn unset_means_no_exporter() {
         "entries: [{domain: adapter, key: cache, provider: p, factory: f}]\n",
     );
     let svc = Service::start(&sb, None, None, &[]);
-    let log = std::fs::read_to_string(sb.path("service.log")).unwrap();
+    // The "ready" line follows the listener by a moment.
+    let start = Instant::now();
+    let mut log = String::new();
+    while !log.contains("traces off") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        log = std::fs::read_to_string(sb.path("service.log")).unwrap();
+    }
     assert!(
         log.contains("traces off (no OTEL_EXPORTER_OTLP_ENDPOINT)"),
         "{log}"
