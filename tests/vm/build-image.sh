@@ -210,7 +210,8 @@ cp "$(ls "$ROOT"/boot/vmlinuz-* | sort -V | tail -n1)" "$OUT.tmp/vmlinuz"
 cp "$(ls "$ROOT"/boot/initrd.img-* | sort -V | tail -n1)" "$OUT.tmp/initrd.img"
 mv "$WORK/packages" "$OUT.tmp/packages"
 log "mkfs.ext4 -d (rootfs $(du -sm "$ROOT" | cut -f1) MB)"
-mkfs.ext4 -q -F -L oneiric-root -d "$ROOT" "$OUT.tmp/root.img" 4G 2>&1 | grep -v "^Creating regular file" >&2 || true
+mkfs.ext4 -q -F -L oneiric-root -d "$ROOT" "$OUT.tmp/root.img" 4G >"$WORK/mkfs.log" 2>&1 \
+  || { cat "$WORK/mkfs.log" >&2; log "mkfs.ext4 failed"; exit 1; }
 touch "$OUT.tmp/.complete"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"

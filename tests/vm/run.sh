@@ -203,13 +203,13 @@ report() { # report DIST NAME STATUS [DETAILS-FILE...]
   fi
 }
 
-qemu_args() { # qemu_args IMAGE-DIR WORK-DIR SERIAL-LOG
-  local img=$1 w=$2
+qemu_args() { # qemu_args IMAGE-DIR WORK-DIR [EXTRA-KERNEL-ARGS]
+  local img=$1 w=$2 extra=${3:-}
   local args=(
     qemu-system-x86_64 -name "oneiric-vm" -accel tcg -cpu max
     -smp "$SMP" -m "$MEM" -nodefaults -no-user-config -display none -monitor none
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img"
-    -append "root=LABEL=oneiric-root rw console=ttyS0 apparmor=1 security=apparmor panic=-1 loglevel=4 net.ifnames=0"
+    -append "root=LABEL=oneiric-root rw console=ttyS0 apparmor=1 security=apparmor panic=-1 loglevel=4 net.ifnames=0$extra"
     -drive "file=$w/root.qcow2,format=qcow2,if=none,id=root,cache=unsafe,discard=unmap"
     -device virtio-blk-pci,drive=root,serial=root
     -device virtio-rng-pci
@@ -260,7 +260,8 @@ run_dist() {
     truncate -s 0 "$W/results.img"; truncate -s 1G "$W/results.img"
     if [ $left -le 0 ]; then rc=124; break; fi
     log "$dist: boot $boot (timeout ${left}s), plan: $plan"
-    eval "set -- $(qemu_args "$img" "$W")"
+    # No login prompt on the serial console during the tests (--keep's interactive boot has one).
+    eval "set -- $(qemu_args "$img" "$W" " systemd.mask=serial-getty@ttyS0.service")"
     timeout -k 10 "$left" "$@" -no-reboot -serial "file:$serial" -pidfile "$W/qemu.pid" \
       -drive "file=$W/payload.tar,format=raw,if=none,id=payload,readonly=on" -device virtio-blk-pci,drive=payload,serial=payload \
       -drive "file=$W/results.img,format=raw,if=none,id=results" -device virtio-blk-pci,drive=results,serial=results \
@@ -310,7 +311,7 @@ run_dist() {
     cp "$W/out/results/journal.txt" "$RUNROOT/last/$dist-journal.txt"
     cp "$W/out/results/kernel.txt" "$RUNROOT/last/$dist-kernel.txt" 2>/dev/null || true
   fi
-  cp "$W"/serial-*.log "$RUNROOT/last/" 2>/dev/null || true
+  for f in "$W"/serial-*.log; do [ -e "$f" ] && cp "$f" "$RUNROOT/last/$dist-$(basename "$f")"; done
   log "$dist: $((SECONDS - t0)) s in all; guest journal and kernel log in $RUNROOT/last/"
 
   if [ $KEEP -eq 1 ]; then
@@ -325,7 +326,31 @@ run_dist() {
 }
 
 T_ALL=$SECONDS
-for d in "${DISTS[@]}"; do run_dist "$d"; done
+if [ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] && [ ${#DISTS[@]} -gt 1 ]; then
+  # One guest per dist at the same time: each has one vCPU, the host has two cores.
+  CHILDREN=()
+  for d in "${DISTS[@]}"; do
+    (
+      W=""; TPID=""
+      trap 'stop_qemu; if [ -n "$W" ] && [ -d "$W" ] && [ $KEEP -eq 0 ]; then rm -rf "$W"; fi' EXIT
+      trap 'exit 143' TERM INT HUP
+      run_dist "$d"
+    ) >"$RUNROOT/report-$d.$$" &
+    CHILDREN+=($!)
+  done
+  trap 'log "interrupted"; kill -TERM "${CHILDREN[@]}" 2>/dev/null; wait; exit 130' INT TERM HUP
+  wait "${CHILDREN[@]}" || true
+  trap 'log "interrupted"; exit 130' INT TERM HUP
+  for d in "${DISTS[@]}"; do
+    f="$RUNROOT/report-$d.$$"
+    cat "$f"
+    PASSED=$((PASSED + $(grep -c '^PASS ' "$f" || true)))
+    FAILED=$((FAILED + $(grep -c '^FAIL ' "$f" || true)))
+    rm -f "$f"
+  done
+else
+  for d in "${DISTS[@]}"; do run_dist "$d"; done
+fi
 log "all guests: $((SECONDS - T_ALL)) s"
 echo "$PASSED passed, $FAILED failed"
 [ $FAILED -eq 0 ]
