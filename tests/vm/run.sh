@@ -2,7 +2,11 @@
 # VM tests: boot real Debian 12/13 guests under QEMU (software emulation) and run the
 # .deb/.rpm scenarios of issue 6 inside them on a real systemd with AppArmor.
 #
-#   tests/vm/run.sh [--dist bookworm|trixie|all] [--scenario NAME]... [--keep]
+#   tests/vm/run.sh [--dist bookworm|trixie|all] [--scenario NAME]... [--keep] [--nspawn]
+#
+# --nspawn: quick iteration in systemd-nspawn containers instead of QEMU (seconds to
+# boot, but no AppArmor and not a real kernel: the security, no-denials and harness
+# scenarios are left out). The suite that counts is the QEMU one.
 #
 # Prints `PASS dist/scenario` or `FAIL dist/scenario: reason` per scenario (with the
 # guest's trace and journal excerpt on failure) and ends with `N passed, N failed`;
@@ -24,6 +28,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 DISTS=()
 SCENARIOS=()
 KEEP=0
+NSPAWN=0
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
   echo "Scenarios: $ALL_SCENARIOS (rpm: trixie only), and the harness self-tests"
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
     --scenario) shift; [ -n "${1:-}" ] || { usage >&2; exit 2; }; IFS=', ' read -r -a s <<<"$1"; SCENARIOS+=("${s[@]}");;
     --scenario=*) set -- --scenario "${1#--scenario=}" "${@:2}"; continue;;
     --keep) KEEP=1;;
+    --nspawn) NSPAWN=1;;
     -h|--help) usage; exit 0;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2;;
   esac
@@ -64,12 +70,14 @@ plan_for() {
   if [ ${#SCENARIOS[@]} -eq 0 ]; then
     for s in $ALL_SCENARIOS; do
       [ "$s" = rpm ] && [ "$dist" != trixie ] && continue
+      [ $NSPAWN = 1 ] && case "$s" in security|no-denials) continue;; esac
       out+=("$s")
     done
   else
     for s in $ALL_SCENARIOS harness harness-fail harness-hang harness-reboot; do
       case " ${SCENARIOS[*]} " in *" $s "*) ;; *) continue;; esac
       [ "$s" = rpm ] && [ "$dist" != trixie ] && { log "rpm runs on trixie only; skipped on $dist"; continue; }
+      [ $NSPAWN = 1 ] && case "$s" in security|no-denials|harness*) log "$s needs QEMU; skipped with --nspawn"; continue;; esac
       case "$s" in
         guide|reload|watchdog|crash|startlimit|security|reboot|no-denials)
           case " ${out[*]} " in *" install "*) ;; *) out+=(install);; esac;;
@@ -111,6 +119,26 @@ ensure_tool qemu-system-x86_64 qemu-system-x86
 ensure_tool qemu-img qemu-utils
 ensure_tool dpkg-deb dpkg
 ensure_tool flock util-linux
+if [ $NSPAWN = 1 ]; then
+  ensure_tool systemd-nspawn systemd-container
+  ensure_tool debugfs e2fsprogs
+fi
+
+# ---------------------------------------------------------------- images
+# Build missing images in the background while the packages build; run_dist's own
+# build-image.sh call then waits for them (lock) and finds them cached.
+PREBUILD=()
+for d in "${DISTS[@]}"; do
+  mkdir -p "$RUNROOT"
+  setsid bash "$HERE/build-image.sh" "$d" >"$RUNROOT/build-image-$d.log" 2>&1 </dev/null &
+  PREBUILD+=($!)
+done
+stop_prebuild() {
+  local p
+  for p in "${PREBUILD[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+}
+trap stop_prebuild EXIT
+trap 'exit 130' INT TERM HUP
 
 # -------------------------------------------------------------- packages
 ALL_PLANS=""
@@ -170,6 +198,7 @@ TPID=""
 cleanup() {
   local rc=$?
   stop_qemu
+  stop_prebuild
   if [ -n "$W" ] && [ -d "$W" ] && [ $KEEP -eq 0 ]; then rm -rf "$W"; fi
   exit $rc
 }
@@ -184,6 +213,22 @@ stop_qemu() {
   fi
   if [ -n "$TPID" ]; then kill -KILL "$TPID" 2>/dev/null || true; wait "$TPID" 2>/dev/null || true; fi
   TPID=""
+  [ $NSPAWN = 1 ] && kill_container || true
+}
+kill_container() {
+  # Every process whose root is our container's rootfs (nspawn killed by a signal may
+  # leave the container's init behind), then the empty cgroups nspawn leaves without a
+  # host systemd.
+  local p r
+  [ -n "$W" ] && [ -d "$W/rootfs" ] || return 0
+  for p in /proc/[0-9]*; do
+    r=$(readlink "$p/root" 2>/dev/null) || continue
+    [ "$r" = "$W/rootfs" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+  done
+  local top
+  for top in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name payload -o -name supervisor \) 2>/dev/null); do
+    find "$top" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM HUP
@@ -215,6 +260,39 @@ qemu_args() { # qemu_args IMAGE-DIR WORK-DIR [EXTRA-KERNEL-ARGS]
     -device virtio-rng-pci
   )
   printf '%q ' "${args[@]}"
+}
+
+run_nspawn() { # the --nspawn variant of the boot loop: sets rc and boot
+  rm -rf "$W/rootfs"; mkdir -p "$W/rootfs"
+  # The cached image is ext4: copy its tree out (owners and modes kept) without mounting it.
+  debugfs -R "rdump / $W/rootfs" "$img/root.img" >"$W/rdump.log" 2>&1 || true
+  [ -e "$W/rootfs/etc/os-release" ] || { rc=1; log "debugfs rdump failed: $(tail -n 3 "$W/rdump.log")"; return; }
+  mkdir -p "$W/rootfs/vmtest" "$W/rootfs/etc/systemd/system/vmtest.service.d"
+  cp -a "$W/payload/." "$W/rootfs/vmtest/"
+  printf '[Service]\nExecStart=\nExecStart=/bin/bash /vmtest/guest/suite.sh\n' \
+    >"$W/rootfs/etc/systemd/system/vmtest.service.d/nspawn.conf"
+  while :; do
+    left=$((deadline - SECONDS))
+    if [ $left -le 0 ]; then rc=124; break; fi
+    log "$dist: nspawn boot $boot (timeout ${left}s), plan: $plan"
+    SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 timeout -k 10 "$left" systemd-nspawn -q -b -D "$W/rootfs" \
+      --register=no --keep-unit --private-network --console=pipe --machine="oneiric-vm-$dist" \
+      </dev/null >"$W/serial-$boot.log" 2>&1 &
+    TPID=$!
+    rc=0; wait "$TPID" || rc=$?
+    TPID=""
+    kill_container
+    rm -rf "$W/out/results"
+    cp -a "$W/rootfs/var/lib/vmtest/results" "$W/out/" 2>/dev/null || true
+    # nspawn exits 133 when the container reboots.
+    if [ $rc -eq 133 ] && [ -e "$W/out/results/rebooting" ] && [ ! -e "$W/out/results/finished" ] && [ $boot -lt 3 ]; then
+      boot=$((boot + 1))
+      continue
+    fi
+    break
+  done
+  [ $rc -eq 133 ] && rc=0
+  return 0
 }
 
 run_dist() {
@@ -249,10 +327,11 @@ run_dist() {
   # Copy-on-write overlay: the cached image stays clean.
   qemu-img create -q -f qcow2 -F raw -b "$img/root.img" "$W/root.qcow2"
 
-  # Boot; the reboot scenario makes the guest ask for a reboot, which QEMU (-no-reboot)
-  # turns into an exit: boot the same disk again (at most 3 boots), as a real reboot.
   deadline=$((SECONDS + TIMEOUT))
   boot=1
+  if [ $NSPAWN = 1 ]; then run_nspawn; else
+  # Boot; the reboot scenario makes the guest ask for a reboot, which QEMU (-no-reboot)
+  # turns into an exit: boot the same disk again (at most 3 boots), as a real reboot.
   while :; do
     left=$((deadline - SECONDS))
     serial="$W/serial-$boot.log"
@@ -277,7 +356,8 @@ run_dist() {
     fi
     break
   done
-  log "$dist: guest done after $((SECONDS - t0)) s (qemu exit $rc, $boot boot(s))"
+  fi
+  log "$dist: guest done after $((SECONDS - t0)) s ($([ $NSPAWN = 1 ] && echo nspawn || echo QEMU) exit $rc, $boot boot(s))"
 
   local why="" n=0 name st
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then why="guest timed out after ${TIMEOUT}s (ONEIRIC_VM_TIMEOUT); QEMU killed"
@@ -326,7 +406,8 @@ run_dist() {
 }
 
 T_ALL=$SECONDS
-if [ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] && [ ${#DISTS[@]} -gt 1 ]; then
+# nspawn runs share the host's cgroups without a host systemd: one at a time.
+if [ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] && [ $NSPAWN = 0 ] && [ ${#DISTS[@]} -gt 1 ]; then
   # One guest per dist at the same time: each has one vCPU, the host has two cores.
   CHILDREN=()
   for d in "${DISTS[@]}"; do

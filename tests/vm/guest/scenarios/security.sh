@@ -21,4 +21,5 @@ pid=$(main_pid)
 expect_eq "AppArmor label of the main process" "$(tr -d '\0' <"/proc/$pid/attr/current")" "$name (enforce)"
 awk '/processes are in enforce mode/ { f=1; next } /processes are/ { f=0 } f' "$STATE/aa-status.txt" | grep -q "($pid)" \
   || fail "aa-status does not list the main process $pid as enforced"
-if journalctl -k --no-pager -o cat | grep 'apparmor="DENIED"'; then fail "apparmor=\"DENIED\" in the kernel log"; fi
+d=$(journalctl -k --no-pager -o cat | grep 'apparmor="DENIED"' || true)
+[ -z "$d" ] || fail "apparmor=\"DENIED\" in the kernel log: $(head -n 3 <<<"$d" | sed 's/.*apparmor=/apparmor=/' | tr '\n' ' ')"
