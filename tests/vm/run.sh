@@ -387,12 +387,14 @@ run_dist() {
     n=$((n + 1))
   done
   mkdir -p "$RUNROOT/last"
+  rm -rf "$RUNROOT/last/$dist-results"
+  [ -d "$W/out/results" ] && cp -a "$W/out/results" "$RUNROOT/last/$dist-results"
   if [ -s "$W/out/results/journal.txt" ]; then
     cp "$W/out/results/journal.txt" "$RUNROOT/last/$dist-journal.txt"
     cp "$W/out/results/kernel.txt" "$RUNROOT/last/$dist-kernel.txt" 2>/dev/null || true
   fi
   for f in "$W"/serial-*.log; do [ -e "$f" ] && cp "$f" "$RUNROOT/last/$dist-$(basename "$f")"; done
-  log "$dist: $((SECONDS - t0)) s in all; guest journal and kernel log in $RUNROOT/last/"
+  log "$dist: $((SECONDS - t0)) s in all; scenario traces, guest journal and kernel log in $RUNROOT/last/"
 
   if [ $KEEP -eq 1 ]; then
     rm -f "$W/payload.tar" "$W/results.img"
@@ -419,7 +421,7 @@ if [ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] && [ $NSPAWN = 0 ] && [ ${#DISTS[@]} -gt 
     ) >"$RUNROOT/report-$d.$$" &
     CHILDREN+=($!)
   done
-  trap 'log "interrupted"; kill -TERM "${CHILDREN[@]}" 2>/dev/null; wait; exit 130' INT TERM HUP
+  trap 'log "interrupted"; kill -TERM "${CHILDREN[@]}" 2>/dev/null; wait; rm -f "$RUNROOT"/report-*."$$"; exit 130' INT TERM HUP
   wait "${CHILDREN[@]}" || true
   trap 'log "interrupted"; exit 130' INT TERM HUP
   for d in "${DISTS[@]}"; do
