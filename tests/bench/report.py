@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Prints every issue-8 figure next to its target with MET/MISSED (tests/bench/run.sh).
+
+Inputs: the JSON of tests/bench/service.py, the criterion estimates under target/criterion
+(from the last `cargo bench`, when there are any) and the .deb's Installed-Size.
+In smoke mode nothing is judged: the figures come from tiny inputs and a debug build.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+MiB = 1024  # figures in KiB
+
+
+def criterion_median_ns(root, group, size):
+    path = os.path.join(root, *group.split("/"), str(size), "new", "estimates.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["median"]["point_estimate"], path
+    except (OSError, KeyError, ValueError):
+        return None, path
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--service", required=True)
+    ap.add_argument("--criterion", required=True, help="target/criterion")
+    ap.add_argument("--deb-installed-kib", type=int)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+
+    with open(a.service) as f:
+        s = json.load(f)
+
+    rows = []  # (what, value text, target text, met: True/False/None)
+
+    def row(what, value, text, target, ok):
+        rows.append((what, text if value is not None else "not measured", target,
+                     None if value is None else ok))
+
+    ns, _ = criterion_median_ns(a.criterion, "resolve", 100_000)
+    row("resolve, in process, 100 000 candidates (median)", ns,
+        f"{ns:.0f} ns" if ns is not None else "", "<= 200 ns", ns is not None and ns <= 200)
+    ns, _ = criterion_median_ns(a.criterion, "load/yaml", 10_000)
+    row("load of a signed 10 000-entry manifest (median)", ns,
+        f"{ns / 1e6:.1f} ms" if ns is not None else "", "<= 50 ms",
+        ns is not None and ns <= 50e6)
+
+    v = s.get("ready_s")
+    row(f"exec -> READY=1, {s['sizes']['ready']}-entry manifest (median)", v,
+        f"{v * 1e3:.1f} ms" if v is not None else "", "<= 20 ms", v is not None and v <= 0.020)
+
+    v = s.get("reload_loaded_s")
+    failed = s.get("reload_failed_requests")
+    text = ""
+    if v is not None:
+        text = (f"{v * 1e3:.1f} ms (max {s['reload_loaded_max_s'] * 1e3:.1f}), "
+                f"{failed} failed of {s['reload_http']['requests']} requests")
+    row(f"SIGHUP -> READY=1, {s['sizes']['reload']} entries, under HTTP load (median)", v, text,
+        "<= 100 ms, 0 failed", v is not None and v <= 0.100 and failed == 0)
+    v = s.get("reload_idle_s")
+    row("  (same, no HTTP load)", v, f"{v * 1e3:.1f} ms" if v is not None else "", "-", None)
+
+    v = s.get("rss_default_kib")
+    row("RSS idle, default config", v, f"{v / MiB:.1f} MiB" if v else "", "<= 15 MiB",
+        v is not None and v <= 15 * MiB)
+    v = s.get("rss_big_kib")
+    row(f"RSS idle, {s['sizes']['big']} candidates", v, f"{v / MiB:.1f} MiB" if v else "",
+        "<= 150 MiB", v is not None and v <= 150 * MiB)
+
+    v = s.get("wakeups")
+    row(f"wake-ups while idle ({s.get('wakeups_window_s', 0):.0f} s, no watchdog)", v,
+        f"{v} context switches" if v is not None else "", "none", v == 0)
+
+    h = s.get("resolve_http") or {}
+    rps, p99 = h.get("requests_per_s"), h.get("p99_s")
+    row(f"GET /v1/resolve keep-alive (wrk {h.get('wrk', '')})", rps,
+        f"{rps:,.0f} req/s, p99 {p99 * 1e3:.2f} ms" if rps is not None and p99 is not None else "",
+        ">= 50 000 req/s, p99 <= 2 ms",
+        rps is not None and p99 is not None and rps >= 50_000 and p99 <= 0.002)
+
+    h = s.get("metrics_http") or {}
+    p99 = h.get("p99_s")
+    row(f"GET /metrics p99, {s['sizes']['reload']} candidates", p99,
+        f"{p99 * 1e3:.2f} ms" if p99 is not None else "", "<= 5 ms",
+        p99 is not None and p99 <= 0.005)
+
+    v = a.deb_installed_kib
+    row("installed .deb size", v, f"{v / MiB:.2f} MiB ({v} KiB)" if v else "", "<= 6 MiB",
+        v is not None and v <= 6 * MiB)
+
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print()
+    print(f"{'figure':<{width}}  {'measured':<{vwidth}}  {'target':<28}  verdict")
+    missed = 0
+    for what, text, target, ok in rows:
+        if a.smoke:
+            verdict = "smoke (not judged)"
+        elif ok is None:
+            verdict = "-" if target == "-" else "NOT MEASURED"
+        else:
+            verdict = "MET" if ok else "MISSED"
+            missed += not ok
+        print(f"{what:<{width}}  {text:<{vwidth}}  {target:<28}  {verdict}")
+    if s.get("wakeups"):
+        print(f"\nidle context switches per thread: {s['wakeups_per_thread']}")
+    return 0 if a.smoke or missed == 0 else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
