@@ -228,7 +228,7 @@ pub fn load(
     let mut manifests = Vec::new();
     let mut reports = Vec::new();
     for source in &sources {
-        let (m, cached_age) = match source {
+        let (mut m, cached_age) = match source {
             ManifestSource::Path(p) => (manifest::load_file(p)?, None),
             // The network is never touched here: remote manifests come from the cache that
             // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
@@ -254,6 +254,9 @@ pub fn load(
             signature: verdict,
             cached_age_seconds: cached_age,
         });
+        // The raw document was needed for the signature only; the typed entries are what a
+        // rebuild uses. Keeping it would hold every manifest in memory twice.
+        m.raw = serde_json::Value::Null;
         manifests.push(m);
     }
 

@@ -192,10 +192,13 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
                     Some(c) => json(
                         shared,
                         StatusCode::OK,
-                        &serde_json::json!({
-                            "domain": domain, "key": key, "provider": c.provider, "candidate": c,
-                            "generation": served.generation,
-                        }),
+                        &Resolved {
+                            domain,
+                            key,
+                            provider: &c.provider,
+                            candidate: &c,
+                            generation: served.generation,
+                        },
                     ),
                     None => error(
                         shared,
@@ -216,6 +219,16 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         }
         _ => error(shared, StatusCode::NOT_FOUND, "no such endpoint"),
     }
+}
+
+/// The body of `/v1/resolve`, serialised straight from the snapshot (no intermediate tree).
+#[derive(serde::Serialize)]
+struct Resolved<'a> {
+    domain: Domain,
+    key: &'a str,
+    provider: &'a str,
+    candidate: &'a crate::resolver::Candidate,
+    generation: u64,
 }
 
 /// `?capability=a&capability=b&any=true`.

@@ -6,7 +6,9 @@
 //! registration order)`. A full tie goes to the later registration.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::{self, RandomState};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -88,7 +90,12 @@ impl Requirements {
 #[derive(Debug, Default)]
 pub struct Registry {
     candidates: Vec<Candidate>,
-    index: HashMap<(Domain, String, String, String), usize>,
+    /// Hash of a candidate's identity (domain, key, provider, origin) → its index; the identity
+    /// itself is compared on a hit, so no strings are copied into the index. A different
+    /// identity with the same hash (rare) is listed in `collided` instead.
+    index: HashMap<u64, usize>,
+    collided: Vec<usize>,
+    hasher: RandomState,
     next_seq: u64,
     pub duplicates: Vec<String>,
 }
@@ -101,20 +108,41 @@ impl Registry {
     pub fn register(&mut self, mut c: Candidate) {
         c.seq = self.next_seq;
         self.next_seq += 1;
-        let id = (
+        let hash = self.hasher.hash_one((
             c.domain,
-            c.key.clone(),
-            c.provider.clone(),
-            c.origin.clone(),
-        );
-        if let Some(&i) = self.index.get(&id) {
+            c.key.as_str(),
+            c.provider.as_str(),
+            c.origin.as_str(),
+        ));
+        let same = |o: &Candidate| {
+            o.domain == c.domain
+                && o.key == c.key
+                && o.provider == c.provider
+                && o.origin == c.origin
+        };
+        let existing = match self.index.get(&hash) {
+            Some(&i) if same(&self.candidates[i]) => Some(i),
+            Some(_) => self
+                .collided
+                .iter()
+                .copied()
+                .find(|&i| same(&self.candidates[i])),
+            None => None,
+        };
+        if let Some(i) = existing {
             self.duplicates.push(format!(
                 "{}: {}/{} provider {} registered twice; the later one is kept",
                 c.origin, c.domain, c.key, c.provider
             ));
             self.candidates[i] = c;
         } else {
-            self.index.insert(id, self.candidates.len());
+            let i = self.candidates.len();
+            match self.index.entry(hash) {
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+                hash_map::Entry::Occupied(_) => self.collided.push(i),
+            }
             self.candidates.push(c);
         }
     }
@@ -174,17 +202,26 @@ impl Registry {
         let total = self.candidates.len();
         for c in self.candidates {
             let slot = &mut keys[c.domain as usize];
-            slot.entry(c.key.clone())
-                .or_insert_with(|| KeyEntry {
-                    ranked: Vec::new(),
-                    selection: None,
-                })
-                .ranked
-                .push(Arc::new(c));
+            // The key is copied once per key, not once per candidate.
+            match slot.get_mut(c.key.as_str()) {
+                Some(entry) => entry.ranked.push(Arc::new(c)),
+                None => {
+                    let key = c.key.clone();
+                    slot.insert(
+                        key,
+                        KeyEntry {
+                            ranked: vec![Arc::new(c)],
+                            selection: None,
+                        },
+                    );
+                }
+            }
         }
         for domain in Domain::ALL {
             for (key, entry) in keys[domain as usize].iter_mut() {
-                entry.selection = selections.get(&(domain, key.clone())).cloned();
+                if !selections.is_empty() {
+                    entry.selection = selections.get(&(domain, key.clone())).cloned();
+                }
                 let sel = entry.selection.as_ref().map(|(p, _)| p.as_str());
                 entry
                     .ranked

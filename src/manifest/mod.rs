@@ -146,9 +146,26 @@ pub struct Entry {
     pub layer: Option<String>,
     #[serde(default)]
     pub event_fanout_policy: Option<String>,
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
 }
+
+/// The typed fields of [`Entry`]; other fields are checked against [`DESCRIPTIVE_FIELDS`] on
+/// the raw document (a `#[serde(flatten)]` catch-all would buffer every entry twice).
+const ENTRY_FIELDS: &[&str] = &[
+    "domain",
+    "key",
+    "provider",
+    "factory",
+    "uri",
+    "sha256",
+    "stack_level",
+    "priority",
+    "version",
+    "metadata",
+    "capabilities",
+    "health",
+    "layer",
+    "event_fanout_policy",
+];
 
 /// Entry fields the reference format defines but the resolver does not act on; accepted
 /// silently. Anything outside this list and the typed fields is reported as a warning.
@@ -364,7 +381,6 @@ pub fn from_document(raw: Value, origin: &str) -> Result<Manifest, ManifestError
     let mut entries = Vec::with_capacity(items.len());
     let mut skipped = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let key = item.get("key").and_then(Value::as_str).map(str::to_string);
         let parsed = Entry::deserialize(item)
             .map_err(|e| e.to_string())
             .and_then(|e| {
@@ -373,17 +389,26 @@ pub fn from_document(raw: Value, origin: &str) -> Result<Manifest, ManifestError
             });
         match parsed {
             Ok(entry) => {
-                for extra in entry.other.keys() {
-                    if !DESCRIPTIVE_FIELDS.contains(&extra.as_str()) {
-                        warnings.push(format!(
-                            "entry {index} ({}): unknown field `{extra}` (ignored)",
-                            entry.key
-                        ));
-                    }
+                let extra = item
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|o| o.keys())
+                    .filter(|k| {
+                        !ENTRY_FIELDS.contains(&k.as_str())
+                            && !DESCRIPTIVE_FIELDS.contains(&k.as_str())
+                    });
+                for extra in extra {
+                    warnings.push(format!(
+                        "entry {index} ({}): unknown field `{extra}` (ignored)",
+                        entry.key
+                    ));
                 }
                 entries.push(entry);
             }
-            Err(reason) => skipped.push(Skipped { index, key, reason }),
+            Err(reason) => {
+                let key = item.get("key").and_then(Value::as_str).map(str::to_string);
+                skipped.push(Skipped { index, key, reason })
+            }
         }
     }
     Ok(Manifest {

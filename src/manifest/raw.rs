@@ -151,8 +151,13 @@ impl<'de> Visitor<'de> for Checked {
             let v = map.next_value_seed(Checked {
                 depth: self.depth + 1,
             })?;
-            if out.insert(key.0.clone(), v).is_some() {
-                return Err(de::Error::custom(format!("duplicate key `{}`", key.0)));
+            match out.entry(key.0) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(de::Error::custom(format!("duplicate key `{}`", slot.key())));
+                }
             }
         }
         Ok(Value::Object(out))
