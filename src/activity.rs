@@ -79,7 +79,24 @@ impl ActivityStore {
              );",
         )
         .map_err(err)?;
-        Ok(Self { conn, path })
+        let store = Self { conn, path };
+        store.fix_owner();
+        Ok(store)
+    }
+
+    /// The database and its WAL files belong to the state directory's owner even when root
+    /// (the offline CLI) created them.
+    fn fix_owner(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            if let Err(e) = crate::fsutil::match_dir_owner(Path::new(&p)) {
+                tracing::warn!(
+                    "cannot hand {} to the state directory's owner: {e}",
+                    self.path.display()
+                );
+            }
+        }
     }
 
     fn err(&self, source: rusqlite::Error) -> ActivityError {
@@ -165,6 +182,7 @@ impl ActivityStore {
             path: self.path.clone(),
             source: e,
         })?;
+        self.fix_owner();
         self.get(domain, key)
     }
 

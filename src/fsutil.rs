@@ -23,6 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
+        match_dir_owner(&tmp)?;
         fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
         File::open(dir)?.sync_all()
@@ -31,6 +32,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// When root (an admin running the CLI offline) creates a file in the service's directories,
+/// hand it to the directory's owner, so that the service (user `oneiric`) can still read and
+/// replace it. A no-op for anyone else.
+pub fn match_dir_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let meta = fs::metadata(dir)?;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.uid() != meta.uid() || m.gid() != meta.gid() => {
+            std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `create_dir_all`, with each directory it creates handed to its parent's owner (see
+/// [`match_dir_owner`]).
+pub fn create_dir_owned(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_owned(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => match_dir_owner(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether a directory accepts new files (what the service needs of its state and cache dirs).
@@ -64,5 +102,23 @@ mod tests {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
         assert!(check_writable(d.path()).is_ok());
         assert!(check_writable(&d.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn root_hands_new_files_and_dirs_to_the_dir_owner() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // Only root changes owners; CI runs as root.
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(d.path(), Some(65534), Some(65534)).unwrap();
+        let p = d.path().join("status.json");
+        write_atomic(&p, b"{}", 0o640).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().uid(), 65534);
+        let sub = d.path().join("remote/abc");
+        create_dir_owned(&sub).unwrap();
+        assert_eq!(fs::metadata(&sub).unwrap().uid(), 65534);
+        assert_eq!(fs::metadata(d.path().join("remote")).unwrap().gid(), 65534);
     }
 }

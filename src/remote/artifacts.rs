@@ -139,7 +139,7 @@ async fn sync_one(
         return Err(format!("sha256 mismatch: expected {sha}, got {got}"));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        crate::fsutil::create_dir_owned(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     crate::fsutil::write_atomic(&path, &bytes, 0o640)
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -71,7 +71,8 @@ pub fn read_meta(paths: &CachePaths) -> Option<CacheMeta> {
 }
 
 pub fn write_meta(paths: &CachePaths, meta: &CacheMeta) -> Result<(), String> {
-    std::fs::create_dir_all(&paths.dir).map_err(|e| format!("{}: {e}", paths.dir.display()))?;
+    crate::fsutil::create_dir_owned(&paths.dir)
+        .map_err(|e| format!("{}: {e}", paths.dir.display()))?;
     let bytes = serde_json::to_vec_pretty(meta).map_err(|e| e.to_string())?;
     crate::fsutil::write_atomic(&paths.meta, &bytes, 0o640)
         .map_err(|e| format!("{}: {e}", paths.meta.display()))

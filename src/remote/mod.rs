@@ -228,7 +228,7 @@ impl Fetcher {
             }) => match self.accept(url, &bytes, policy).await {
                 Ok((entries, artifacts)) => {
                     let failed = artifacts.values().filter(|a| !a.ok).count();
-                    let written = std::fs::create_dir_all(&paths.dir)
+                    let written = crate::fsutil::create_dir_owned(&paths.dir)
                         .and_then(|_| crate::fsutil::write_atomic(&paths.manifest, &bytes, 0o640));
                     if let Err(e) = written {
                         meta.last_error = Some(format!("cannot write cache: {e}"));
