@@ -356,7 +356,9 @@ fn offline_swap_probes_rolls_back_and_persists() {
     // Swap to redis while its probe target listens: success.
     let o = sb.run(&["swap", "adapter", "cache", "redis"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Probe target down (port 1: nothing listens, unlike a just-freed port another test may take).
     drop(listener);
+    write_settings(&sb, 1);
     // Back to memory, then redis with its probe down: rolled back, exit 6.
     assert_eq!(code(&sb.run(&["swap", "adapter", "cache", "memory"])), 0);
     let o = sb.run(&["swap", "adapter", "cache", "redis"]);
@@ -408,6 +410,7 @@ fn health_probe_checks_dirs_and_active_probes() {
     let o = sb.run(&["health", "--probe"]);
     assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
     drop(listener);
+    write_settings(&sb, 1);
     let o = sb.run(&["health", "--probe"]);
     assert_eq!(code(&o), 4, "{}", stdout(&o));
     assert!(

@@ -198,11 +198,12 @@ fn http_endpoints_and_bad_requests() {
 #[test]
 fn control_socket_swap_pause_drain_and_crash_safety() {
     let sb = Sandbox::new();
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
+    // A unix-socket probe target: removing it is a certain "down", unlike a freed TCP port.
+    let sock = sb.path("probe.sock");
+    let probe = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     sb.write(
         "etc/manifest.yaml",
-        &format!("entries:\n  - {{domain: adapter, key: cache, provider: redis, factory: f, priority: 5}}\n  - {{domain: adapter, key: cache, provider: memory, factory: f, health: {{tcp: \"127.0.0.1:{port}\", timeout_seconds: 1}}}}\n  - {{domain: adapter, key: db, provider: pg, factory: f, health: {{tcp: \"127.0.0.1:1\", timeout_seconds: 1}}}}\n"),
+        &format!("entries:\n  - {{domain: adapter, key: cache, provider: redis, factory: f, priority: 5}}\n  - {{domain: adapter, key: cache, provider: memory, factory: f, health: {{unix: \"{}\", timeout_seconds: 1}}}}\n  - {{domain: adapter, key: db, provider: pg, factory: f, health: {{tcp: \"127.0.0.1:1\", timeout_seconds: 1}}}}\n", sock.display()),
     );
     let mut svc = Service::start(&sb, None, None, &[]);
     assert_eq!(resolve(&svc), "redis");
@@ -211,6 +212,7 @@ fn control_socket_swap_pause_drain_and_crash_safety() {
     assert!(stdout(&o).contains("via running service"), "{}", stdout(&o));
     assert_eq!(resolve(&svc), "memory");
     drop(probe);
+    std::fs::remove_file(&sock).unwrap();
     let o = sb.run(&["swap", "adapter", "cache", "redis"]);
     assert_eq!(code(&o), 0);
     let o = sb.run(&["swap", "adapter", "cache", "memory"]);
