@@ -209,15 +209,10 @@ impl Service {
         watchdog_usec: Option<u64>,
         extra: &[&str],
     ) -> Self {
-        let port = free_port();
-        let port_s = port.to_string();
-        let mut args = vec![
-            "orchestrate",
-            "--http-port",
-            &port_s,
-            "--refresh-interval",
-            "1",
-        ];
+        // Port 0: the service binds a free port itself and logs it (no race with other tests
+        // for a port picked in advance).
+        let port = 0;
+        let mut args = vec!["orchestrate", "--http-port", "0", "--refresh-interval", "1"];
         args.extend_from_slice(extra);
         // WATCHDOG_PID must be the service's own PID, as systemd sets it: exec through sh.
         let mut shell = format!("exec {BIN}");
@@ -254,10 +249,19 @@ impl Service {
     }
 
     fn wait_ready(&mut self, log: &Path) {
+        const MARK: &str = "HTTP on http://127.0.0.1:";
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(i) = text.find(MARK) {
+                let digits: String = text[i + MARK.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(p) = digits.parse() {
+                    self.port = p;
+                    return;
+                }
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!(
