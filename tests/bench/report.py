@@ -15,7 +15,8 @@ MiB = 1024  # figures in KiB
 
 
 def criterion_median_ns(root, group, size):
-    path = os.path.join(root, *group.split("/"), str(size), "new", "estimates.json")
+    # criterion writes a group named `a/b` to the directory `a_b`.
+    path = os.path.join(root, group.replace("/", "_"), str(size), "new", "estimates.json")
     try:
         with open(path) as f:
             return json.load(f)["median"]["point_estimate"], path

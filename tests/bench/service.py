@@ -382,6 +382,9 @@ def main():
         svc = Service(ws, ws.etc("reload", sizes["reload"]))
         try:
             svc.start()
+            # The SIGHUP handler is installed just after READY=1 is sent: a SIGHUP in between
+            # would end the process (default action), so let the main loop start first.
+            time.sleep(0.5)
             resolve_path = "/v1/resolve/adapter/key-000000"
             idle = [svc.reload() for _ in range(reloads)]
             figs["reload_idle_s"] = statistics.median(idle)
