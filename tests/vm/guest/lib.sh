@@ -3,6 +3,8 @@
 # A scenario is a bash file run by suite.sh in its own process with `set -euo pipefail`
 # and xtrace to its log. It fails by calling `fail "reason"` (or by any command failing,
 # in which case the failing command is the reason). Anything it prints goes to its log.
+# Under pipefail never end a pipeline with `grep -q`: the writer may die of SIGPIPE and
+# fail the pipeline although grep matched; use `grep PATTERN >/dev/null`.
 
 VMTEST=/vmtest
 PKGS=$VMTEST/pkgs

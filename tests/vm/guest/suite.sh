@@ -68,7 +68,7 @@ for name in $PLAN; do
   fi
   echo "$status ($((end - start)) s)" >"$RESULTS/$n-$name.status"
   # A failed scenario may leave the service broken: give the next one a working service.
-  if [ $rc -ne 0 ] && dpkg-query -W -f '${Status}' oneiric 2>/dev/null | grep -q "ok installed"; then
+  if [ $rc -ne 0 ] && dpkg-query -W -f '${Status}' oneiric 2>/dev/null | grep "ok installed" >/dev/null; then
     echo "--- recovery after $name" >>"$log"
     timeout 180 /bin/bash -c '. /vmtest/guest/lib.sh; REASON_FILE=/dev/null; restore_config' >>"$log" 2>&1 || true
   fi

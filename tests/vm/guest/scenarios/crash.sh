@@ -5,7 +5,7 @@ trap 'oneiric pause adapter cache --resume || true; oneiric drain service status
 oneiric pause adapter cache || fail "oneiric pause adapter cache exited $?"
 oneiric drain service status || fail "oneiric drain service status exited $?"
 entry_flag() { # entry_flag KEY FLAG -> true if status shows FLAG true for KEY
-  oneiric status --json | tr -d ' \n' | grep -q "\"key\":\"$1\"[^}]*\"$2\":true"
+  oneiric status --json | tr -d ' \n' | grep "\"key\":\"$1\"[^}]*\"$2\":true" >/dev/null
 }
 entry_flag cache paused || fail "adapter/cache not paused before the crash"
 entry_flag status draining || fail "service/status not draining before the crash"

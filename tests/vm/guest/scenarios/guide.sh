@@ -11,7 +11,7 @@ journalctl -u oneiric -n 20 --no-pager
 journalctl -u oneiric -F ONEIRIC_EVENT
 [ -n "$(journalctl -u oneiric ONEIRIC_EVENT=ready _TRANSPORT=journal -o cat --no-pager)" ] \
   || fail "journalctl -u oneiric ONEIRIC_EVENT=ready _TRANSPORT=journal found nothing"
-journalctl -u oneiric ONEIRIC_EVENT=ready -o json --no-pager | grep -q '"SYSLOG_IDENTIFIER":"oneiric"' \
+journalctl -u oneiric ONEIRIC_EVENT=ready -o json --no-pager | grep '"SYSLOG_IDENTIFIER":"oneiric"' >/dev/null \
   || fail "ready record has no SYSLOG_IDENTIFIER=oneiric"
 [ -z "$(journalctl -u oneiric ONEIRIC_EVENT=no-such-event -o cat --no-pager)" ] || fail "field query matched a non-existent value"
 

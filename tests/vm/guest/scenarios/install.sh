@@ -21,7 +21,7 @@ wait_healthy 90
 expect_eq "SubState" "$(prop SubState)" running
 pid=$(main_pid)
 expect_eq "user of the main process" "$(ps -o user= -p "$pid" | tr -d ' ')" oneiric
-journalctl -u oneiric -o cat --no-pager | grep -q "^Started .*Oneiric" || fail "no 'Started ...' (READY) in the unit's journal"
+journalctl -u oneiric -o cat --no-pager | grep "^Started .*Oneiric" >/dev/null || fail "no 'Started ...' (READY) in the unit's journal"
 [ -n "$(journalctl -u oneiric ONEIRIC_EVENT=ready -o cat --no-pager)" ] || fail "no ONEIRIC_EVENT=ready in the journal"
 
 # STATUS= line as systemd sees it, and in `systemctl status`.

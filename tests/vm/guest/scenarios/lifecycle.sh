@@ -39,7 +39,7 @@ grep -q '^# edited by the VM test' /etc/oneiric/adapters.yml || fail "upgrade re
 ls /etc/oneiric/
 ls /etc/oneiric/ | grep -E '\.dpkg-(dist|new|old)$' && fail "dpkg left conffile copies in /etc/oneiric" || true
 expect_eq "served local candidate after upgrade" "$(http_get /v1/resolve/adapter/vmtest-edit | json_field provider)" edited
-oneiric status --json | tr -d ' \n' | grep -q '"key":"cache"[^}]*"paused":true' || fail "pause of adapter/cache lost across the upgrade"
+oneiric status --json | tr -d ' \n' | grep '"key":"cache"[^}]*"paused":true' >/dev/null || fail "pause of adapter/cache lost across the upgrade"
 
 apt-get remove -y oneiric </dev/null || fail "apt-get remove failed"
 is_active && fail "service still active after remove" || true

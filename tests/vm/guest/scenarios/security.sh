@@ -15,11 +15,11 @@ prof=$(grep -E '^(oneiric|/usr/bin/oneiric) \((enforce|complain|kill|unconfined)
 [ -n "$prof" ] || fail "no AppArmor profile for /usr/bin/oneiric loaded"
 name=${prof% (*}
 expect_eq "mode of profile $name" "$prof" "$name (enforce)"
-awk '/profiles are in enforce mode/ { f=1; next } /profiles are in/ { f=0 } f' "$STATE/aa-status.txt" | grep -qE "^[[:space:]]*$name\$" \
+awk '/profiles are in enforce mode/ { f=1; next } /profiles are in/ { f=0 } f' "$STATE/aa-status.txt" | grep -E "^[[:space:]]*$name\$" >/dev/null \
   || fail "aa-status does not list $name among enforce-mode profiles"
 pid=$(main_pid)
 expect_eq "AppArmor label of the main process" "$(tr -d '\0' <"/proc/$pid/attr/current")" "$name (enforce)"
-awk '/processes are in enforce mode/ { f=1; next } /processes are/ { f=0 } f' "$STATE/aa-status.txt" | grep -q "($pid)" \
+awk '/processes are in enforce mode/ { f=1; next } /processes are/ { f=0 } f' "$STATE/aa-status.txt" | grep "($pid)" >/dev/null \
   || fail "aa-status does not list the main process $pid as enforced"
 d=$(journalctl -k --no-pager -o cat | grep 'apparmor="DENIED"' || true)
 [ -z "$d" ] || fail "apparmor=\"DENIED\" in the kernel log: $(head -n 3 <<<"$d" | sed 's/.*apparmor=/apparmor=/' | tr '\n' ' ')"

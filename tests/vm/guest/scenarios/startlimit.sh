@@ -14,7 +14,7 @@ systemctl restart oneiric && fail "systemctl restart with a broken config succee
 # systemd 257 ends with Result=start-limit-hit; 252 keeps the last failure's result
 # (exit-code) and says so only in the journal.
 failed_by_limit() {
-  [ "$(prop ActiveState)" = failed ] && unit_journal_since "$t0" | grep -q "Start request repeated too quickly"
+  [ "$(prop ActiveState)" = failed ] && unit_journal_since "$t0" | grep "Start request repeated too quickly" >/dev/null
 }
 wait_for $(( burst * (R + 15) + SLACK + 30 )) "ActiveState=failed and 'Start request repeated too quickly'" failed_by_limit
 note "failed by the start limit after $(( $(date +%s) - t0 ))s, Result=$(prop Result)"
