@@ -41,6 +41,9 @@ if ! command -v wrk >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
 		echo "run.sh: could not install wrk; HTTP figures will be skipped" >&2
 fi
 
+smoke_args=()
+[ "$smoke" = 1 ] && smoke_args=(--smoke)
+
 out=$(mktemp -d /tmp/oneiric-bench-results.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -62,7 +65,7 @@ fi
 
 echo "== service benchmarks ($bin)" >&2
 python3 tests/bench/service.py --bin "$repo/$bin" --repo "$repo" --out "$out/service.json" \
-	$([ "$smoke" = 1 ] && echo --smoke)
+	"${smoke_args[@]}"
 
 deb_args=()
 if [ "$deb" = 1 ]; then
@@ -74,4 +77,4 @@ if [ "$deb" = 1 ]; then
 fi
 
 python3 tests/bench/report.py --service "$out/service.json" --criterion target/criterion \
-	"${deb_args[@]}" $([ "$smoke" = 1 ] && echo --smoke)
+	"${deb_args[@]}" "${smoke_args[@]}"
