@@ -320,7 +320,15 @@ pub fn build_snapshot(
         registry.register_manifest(m, &settings.stack_order);
     }
     let dups = std::mem::take(&mut registry.duplicates);
-    let mut selections: HashMap<(Domain, String), (String, SelectionOrigin)> = HashMap::new();
+    (registry.build(&selections(settings, pins)), dups)
+}
+
+/// Settings selections overlaid by operator pins.
+pub fn selections(
+    settings: &LoadedSettings,
+    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+) -> HashMap<(Domain, String), (String, SelectionOrigin)> {
+    let mut selections = HashMap::new();
     for d in Domain::ALL {
         for (k, p) in &settings.settings.domain(d).selections {
             selections.insert((d, k.clone()), (p.clone(), SelectionOrigin::Settings));
@@ -329,7 +337,7 @@ pub fn build_snapshot(
     for (k, v) in pins {
         selections.insert(k.clone(), v.clone());
     }
-    (registry.build(&selections), dups)
+    selections
 }
 
 /// The settings' `remote.manifest_url` applies when remote is enabled, or when no manifest was

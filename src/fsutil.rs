@@ -7,7 +7,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    // A bare file name has the empty path as parent: that is the current directory.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -43,7 +47,10 @@ pub fn match_dir_owner(path: &Path) -> std::io::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let meta = fs::metadata(dir)?;
     match fs::symlink_metadata(path) {
         Ok(m) if m.uid() != meta.uid() || m.gid() != meta.gid() => {

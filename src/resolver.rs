@@ -329,6 +329,30 @@ pub struct Explanation {
 }
 
 impl Snapshot {
+    /// The same candidates ranked under other selections (after an operator swap or unpin):
+    /// no re-parsing, and the candidates themselves are shared with `self`.
+    pub fn reselect(
+        &self,
+        selections: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+    ) -> Snapshot {
+        let mut keys: [HashMap<String, KeyEntry>; 6] = Default::default();
+        for domain in Domain::ALL {
+            for (key, entry) in &self.keys[domain as usize] {
+                let selection = selections.get(&(domain, key.clone())).cloned();
+                let mut ranked = entry.ranked.clone();
+                // Registration order is the `seq` each candidate carries, so ranking from a
+                // ranked list gives the same result as ranking from the registry.
+                let sel = selection.as_ref().map(|(p, _)| p.as_str());
+                ranked.sort_by_key(|c| std::cmp::Reverse(score(c, sel, &[])));
+                keys[domain as usize].insert(key.clone(), KeyEntry { ranked, selection });
+            }
+        }
+        Snapshot {
+            keys,
+            candidates: self.candidates,
+        }
+    }
+
     pub fn candidate_count(&self) -> usize {
         self.candidates
     }
@@ -602,6 +626,34 @@ mod tests {
             (100, PriorityOrigin::StackOrder("production".into()))
         );
         assert_eq!(effective_priority(Some(3), "production", &stack).0, 3);
+    }
+
+    #[test]
+    fn reselect_ranks_like_a_fresh_build() {
+        let make = || {
+            let mut r = Registry::new();
+            r.register(cand("cache", "a", Some(1), None));
+            r.register(cand("cache", "b", Some(9), None));
+            r.register(cand("cache", "c", Some(5), Some(2)));
+            r
+        };
+        let mut sel = HashMap::new();
+        sel.insert(
+            (Domain::Adapter, "cache".to_string()),
+            ("a".to_string(), SelectionOrigin::Swap),
+        );
+        let fresh = make().build(&sel);
+        let re = make().build(&HashMap::new()).reselect(&sel);
+        let order = |s: &Snapshot| -> Vec<String> {
+            s.candidates(Domain::Adapter, "cache")
+                .iter()
+                .map(|c| c.provider.clone())
+                .collect()
+        };
+        assert_eq!(order(&fresh), ["a", "b", "c"]);
+        assert_eq!(order(&fresh), order(&re));
+        let back = re.reselect(&HashMap::new());
+        assert_eq!(order(&back), ["b", "c", "a"]);
     }
 
     #[test]

@@ -447,3 +447,37 @@ fn completions_and_man_pages() {
     assert_eq!(code(&sb.run(&["resolve", "widget", "x"])), 2);
     assert_eq!(code(&sb.run(&["reload"])), 1);
 }
+
+#[test]
+fn keygen_with_a_relative_path_then_sign_and_verify() {
+    let sb = Sandbox::new();
+    let mut c = sb.cmd(&["manifest", "keygen", "--out", "k.key"]);
+    c.current_dir(sb.dir.path());
+    let o = run_with_timeout(c, Duration::from_secs(30));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let public = stdout(&o).trim().to_string();
+    let m = sb.write(
+        "m.yaml",
+        "entries: [{domain: task, key: t, provider: p, factory: f}]\n",
+    );
+    let signed = sb.path("s.json");
+    let key = sb.path("k.key");
+    let o = sb.run(&[
+        "manifest",
+        "sign",
+        m.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        signed.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = sb.run(&[
+        "manifest",
+        "verify",
+        signed.to_str().unwrap(),
+        "--trusted-key",
+        &public,
+    ]);
+    assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
+}

@@ -23,7 +23,7 @@ use crate::config::{self, LoadedSettings};
 use crate::domain::Domain;
 use crate::engine::{self, LoadError, LoadRequest, ManifestReport};
 use crate::lifecycle::{self, Activation, LifecycleStatus};
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::ManifestError;
 use crate::metrics::Metrics;
 use crate::resolver::Snapshot;
 
@@ -49,7 +49,6 @@ impl DaemonError {
 pub struct Served {
     pub settings: LoadedSettings,
     pub manifests: Vec<ManifestReport>,
-    pub loaded: Arc<Vec<Manifest>>,
     pub snapshot: Arc<Snapshot>,
     pub warnings: Vec<String>,
     pub demo: bool,
@@ -224,7 +223,6 @@ impl Shared {
         self.served.store(Arc::new(Served {
             settings: world.settings,
             manifests: world.manifests,
-            loaded: Arc::new(world.loaded),
             snapshot: Arc::new(world.snapshot),
             warnings: world.warnings,
             demo: world.demo,
@@ -517,6 +515,7 @@ impl Shared {
             tracing::warn!(oneiric_event = "load_warning", "{w}");
         }
         self.publish(world, generation);
+        engine::release_free_memory();
         Ok(message)
     }
 
@@ -539,11 +538,12 @@ impl Shared {
     pub async fn rebuild_with_pins(&self) {
         let pins = self.lifecycle.lock().await.pins();
         let served = self.served.load_full();
-        let (snapshot, _) = engine::build_snapshot(&served.settings, &served.loaded, &pins);
+        let snapshot = served
+            .snapshot
+            .reselect(&engine::selections(&served.settings, &pins));
         self.served.store(Arc::new(Served {
             settings: served.settings.clone(),
             manifests: served.manifests.clone(),
-            loaded: Arc::clone(&served.loaded),
             snapshot: Arc::new(snapshot),
             warnings: served.warnings.clone(),
             demo: served.demo,
@@ -668,6 +668,12 @@ async fn serve(
     pre_settings: LoadedSettings,
 ) -> Result<(), DaemonError> {
     let sink = telemetry.sink;
+    // Handlers first: a SIGHUP or SIGTERM during startup waits for the main loop instead of
+    // killing the process with the default action.
+    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
+
     let dirs = req.dirs.clone();
     for (what, dir) in [("state", &dirs.state), ("cache", &dirs.cache)] {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -696,7 +702,6 @@ async fn serve(
         served: ArcSwap::from_pointee(Served {
             settings: pre_settings.clone(),
             manifests: Vec::new(),
-            loaded: Arc::new(Vec::new()),
             snapshot: Arc::new(Snapshot::default()),
             warnings: Vec::new(),
             demo: false,
@@ -831,9 +836,6 @@ async fn serve(
         ),
     }
 
-    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut refresh_timer =
         tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
     refresh_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
