@@ -9,7 +9,7 @@
 set -u
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-STAGES=${ONEIRIC_TEST_STAGES:-"rust packaging nix vm"}
+STAGES=${ONEIRIC_TEST_STAGES:-"rust bench packaging nix vm"}
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	# gcc builds the bundled SQLite; the rest are the stages' own business.
@@ -23,6 +23,9 @@ stage_rust() {
 		cargo clippy --all-targets --locked -- -D warnings &&
 		cargo test --locked
 }
+# Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
+# themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md).
+stage_bench() { bash tests/bench/run.sh --smoke; }
 stage_packaging() { bash tests/packaging/run.sh; }
 stage_nix() { sh tests/nix/run.sh; }
 stage_vm() { bash tests/vm/run.sh; }
