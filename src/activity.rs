@@ -186,6 +186,30 @@ impl ActivityStore {
         self.get(domain, key)
     }
 
+    /// Sets or clears the pause (`drain == false`) or drain flag; returns the row and the word
+    /// that says what happened (`paused`, `resumed`, `draining`, `drain cleared`).
+    pub fn set_flag(
+        &mut self,
+        drain: bool,
+        domain: Domain,
+        key: &str,
+        on: bool,
+        note: Option<&str>,
+    ) -> Result<(Activity, &'static str), ActivityError> {
+        let row = if drain {
+            self.set_draining(domain, key, on, note)?
+        } else {
+            self.set_paused(domain, key, on, note)?
+        };
+        let word = match (drain, on) {
+            (false, true) => "paused",
+            (false, false) => "resumed",
+            (true, true) => "draining",
+            (true, false) => "drain cleared",
+        };
+        Ok((row, word))
+    }
+
     pub fn all(&self) -> Result<Vec<Activity>, ActivityError> {
         let mut stmt = self
             .conn

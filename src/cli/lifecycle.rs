@@ -167,18 +167,9 @@ fn flag(
         return report(ctx, r?);
     }
     let mut store = ActivityStore::open(&ctx.dirs.state).map_err(store_err)?;
-    let a = if drain {
-        store.set_draining(domain, key, on, note.as_deref())
-    } else {
-        store.set_paused(domain, key, on, note.as_deref())
-    }
-    .map_err(store_err)?;
-    let word = match (drain, on) {
-        (false, true) => "paused",
-        (false, false) => "resumed",
-        (true, true) => "draining",
-        (true, false) => "drain cleared",
-    };
+    let (a, word) = store
+        .set_flag(drain, domain, key, on, note.as_deref())
+        .map_err(store_err)?;
     ctx.print(&a, || {
         format!("{domain}/{key}: {word} (offline, no service running)\n")
     });

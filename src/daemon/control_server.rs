@@ -308,19 +308,8 @@ fn flag(
             );
         }
     };
-    let r = if drain {
-        store.set_draining(domain, key, on, note.as_deref())
-    } else {
-        store.set_paused(domain, key, on, note.as_deref())
-    };
-    match r {
-        Ok(a) => {
-            let word = match (drain, on) {
-                (false, true) => "paused",
-                (false, false) => "resumed",
-                (true, true) => "draining",
-                (true, false) => "drain cleared",
-            };
+    match store.set_flag(drain, domain, key, on, note.as_deref()) {
+        Ok((a, word)) => {
             tracing::info!(oneiric_event = word, oneiric_domain = %domain, oneiric_key = %key, "{domain}/{key}: {word}");
             reply(
                 true,
