@@ -142,8 +142,6 @@ pub struct ManifestReport {
 pub struct World {
     pub settings: LoadedSettings,
     pub manifests: Vec<ManifestReport>,
-    /// The parsed manifests, kept so that a pin change rebuilds the snapshot without I/O.
-    pub loaded: Vec<Manifest>,
     pub snapshot: Snapshot,
     pub warnings: Vec<String>,
     pub demo: bool,
@@ -280,11 +278,12 @@ pub fn load(
 
     let (snapshot, mut dups) = build_snapshot(&loaded, &manifests, pins);
     warnings.append(&mut dups);
+    // The parsed manifests are not needed once ranked: free them before trimming the heap.
+    drop(manifests);
     release_free_memory();
     Ok(World {
         settings: loaded,
         manifests: reports,
-        loaded: manifests,
         snapshot,
         warnings,
         demo,
