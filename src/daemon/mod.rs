@@ -524,9 +524,14 @@ impl Shared {
         let refused = self.refused_keys();
         let check = |d: Domain, k: &str| refused.contains(&(d.to_string(), k.to_string()));
         let mut status = self.lifecycle.lock().await;
+        let tracked = status.keys.len();
         let attempts =
             lifecycle::reconcile(snapshot, &mut status, &check, &settings.settings.lifecycle).await;
-        if let Err(e) = status.save(&self.req.dirs.state) {
+        // Reconcile changes the status only by recording attempts or forgetting keys; an
+        // unchanged status is not rewritten (no fsync on every refresh tick).
+        if (!attempts.is_empty() || status.keys.len() != tracked)
+            && let Err(e) = status.save(&self.req.dirs.state)
+        {
             tracing::error!(oneiric_event = "state_write_failed", "{e}");
         }
         drop(status);
