@@ -120,9 +120,9 @@ fn load(c: &mut Criterion) {
     }
     g.finish();
 
-    let docs: Vec<(usize, serde_json::Value)> = inputs
+    let docs: Vec<(usize, manifest::Node)> = inputs
         .iter()
-        .map(|i| (i.n, manifest::parse(&i.json, "bench").expect("parse").raw))
+        .map(|i| (i.n, manifest::parse_tree(&i.json, "bench").expect("parse")))
         .collect();
 
     let mut g = group(c, "canonical");

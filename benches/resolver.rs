@@ -14,7 +14,7 @@ use oneiric::manifest;
 use oneiric::resolver::{Registry, Requirements, Snapshot};
 
 fn snapshot(n: usize) -> Snapshot {
-    let m = manifest::from_document(common::document(n), "bench").expect("manifest");
+    let m = manifest::from_document(&common::document(n), "bench").expect("manifest");
     assert_eq!(m.entries.len(), n);
     let mut r = Registry::new();
     r.register_manifest(&m, &StackOrder::default());

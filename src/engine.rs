@@ -226,13 +226,19 @@ pub fn load(
     let mut manifests = Vec::new();
     let mut reports = Vec::new();
     for source in &sources {
-        let (mut m, cached_age) = match source {
-            ManifestSource::Path(p) => (manifest::load_file(p)?, None),
+        let (m, verdict, cached_age) = match source {
+            ManifestSource::Path(p) => {
+                let text = manifest::read_file(p)?;
+                let (m, verdict) =
+                    manifest::parse_verified(&text, &p.display().to_string(), &policy)?;
+                (m, verdict, None)
+            }
             // The network is never touched here: remote manifests come from the cache that
             // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
-            ManifestSource::Url(u) => crate::remote::load_cached(&cache_dir(req, &loaded), u)?,
+            ManifestSource::Url(u) => {
+                crate::remote::load_cached(&cache_dir(req, &loaded), u, &policy)?
+            }
         };
-        let verdict = manifest::signature::verify(&m.raw, &policy);
         if let Verdict::Invalid { reason } = &verdict {
             return Err(ManifestError::Signature {
                 origin: m.origin.clone(),
@@ -252,9 +258,6 @@ pub fn load(
             signature: verdict,
             cached_age_seconds: cached_age,
         });
-        // The raw document was needed for the signature only; the typed entries are what a
-        // rebuild uses. Keeping it would hold every manifest in memory twice.
-        m.raw = serde_json::Value::Null;
         manifests.push(m);
     }
 
@@ -278,9 +281,6 @@ pub fn load(
 
     let (snapshot, mut dups) = build_snapshot(&loaded, &manifests, pins);
     warnings.append(&mut dups);
-    // The parsed manifests are not needed once ranked: free them before trimming the heap.
-    drop(manifests);
-    release_free_memory();
     Ok(World {
         settings: loaded,
         manifests: reports,
@@ -288,17 +288,6 @@ pub fn load(
         warnings,
         demo,
     })
-}
-
-/// Hands the memory freed by a load (manifest text and raw documents, several times the size
-/// of what is kept) back to the system: glibc keeps freed small blocks in its arenas, so after
-/// a big manifest the idle service would otherwise stay at its peak size.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Registers settings candidates then manifests (registration order) and ranks them, with

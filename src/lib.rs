@@ -8,6 +8,7 @@
 //! [`cli`] is the command line. See ARCHITECTURE.md for the flows.
 
 pub mod activity;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 
+// The binary's allocator, so the figures are those of the service.
+#[global_allocator]
+static ALLOCATOR: oneiric::alloc::Allocator = oneiric::alloc::Allocator;
+
 use ed25519_dalek::SigningKey;
 use oneiric::domain::Domain;
 use oneiric::manifest::signature::{self, TrustPolicy};

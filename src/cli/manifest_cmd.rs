@@ -89,7 +89,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
         } => {
             let mut doc = read_doc(&file)?;
             // Refuse to sign what would not load: a signature vouches for the content.
-            manifest::from_document(doc.clone(), &file.display().to_string())
+            manifest::from_document(&doc, &file.display().to_string())
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
             let bytes = std::fs::read(&key)
                 .map_err(|e| CliError::new(Exit::Failure, format!("{}: {e}", key.display())))?;
@@ -133,7 +133,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
         } => {
             let origin = file.display().to_string();
             let doc = read_doc(&file)?;
-            let m = manifest::from_document(doc, &origin)
+            let m = manifest::from_document(&doc, &origin)
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
             let remote = if trusted_keys.is_empty() {
                 let source = SettingsSource::resolve(ctx.global.config.as_deref(), &ctx.env);
@@ -159,7 +159,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
             policy.require_expiry |= require_expiry;
             // Verification of a file is a request for a signature: unsigned does not pass.
             policy.required = true;
-            let verdict = signature::verify(&m.raw, &policy);
+            let verdict = signature::verify_value(&doc, &policy);
             let data = json!({
                 "file": origin,
                 "verdict": verdict,
@@ -182,9 +182,12 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
         }
         ManifestCommand::Pack { file, output } => {
             let doc = read_doc(&file)?;
-            manifest::from_document(doc.clone(), &file.display().to_string())
+            manifest::from_document(&doc, &file.display().to_string())
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
-            write_out(output.as_deref(), &manifest::canonical::to_canonical(&doc))?;
+            write_out(
+                output.as_deref(),
+                &manifest::canonical::to_canonical(&manifest::Node::from_value(&doc)),
+            )?;
             Ok(Exit::Ok)
         }
         ManifestCommand::Keygen { out } => {

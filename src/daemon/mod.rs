@@ -79,6 +79,8 @@ pub struct Shared {
     fetcher: Mutex<Option<(crate::config::RemoteSettings, Arc<crate::remote::Fetcher>)>>,
     /// Millis since start when the running reload began (0 = none), for the watchdog.
     reload_started: AtomicU64,
+    /// Loads published so far, so that only the last of a burst releases memory.
+    loads_published: AtomicU64,
     started: Instant,
 }
 
@@ -102,6 +104,9 @@ impl Trigger {
 }
 
 pub type ReloadReply = oneshot::Sender<Result<String, String>>;
+
+/// Quiet time after the last load before its garbage is returned to the system.
+const MEMORY_RELEASE_DELAY: Duration = Duration::from_secs(2);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -220,7 +225,7 @@ impl Shared {
                     .set(age as f64);
             }
         }
-        self.served.store(Arc::new(Served {
+        let previous = self.served.swap(Arc::new(Served {
             settings: world.settings,
             manifests: world.manifests,
             snapshot: Arc::new(world.snapshot),
@@ -230,6 +235,27 @@ impl Shared {
             loaded_at: SystemTime::now(),
         }));
         self.metrics.last_reload_success.set(unix_now() as f64);
+        // Freeing the previous snapshot (every candidate of every key) is left to a blocking
+        // thread, not done before READY=1; readers still holding it keep it alive anyway.
+        if Arc::strong_count(&previous) == 1 {
+            tokio::task::spawn_blocking(move || drop(previous));
+        }
+    }
+
+    /// Hands what a load freed back to the system once loads have stopped for a while. Doing
+    /// it right after every load made the next one fault that memory in again: a reload of
+    /// 10 000 entries spent a third of its time in the kernel clearing fresh pages.
+    fn release_memory_later(self: &Arc<Self>) {
+        let ticket = self.loads_published.fetch_add(1, Ordering::Relaxed) + 1;
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(MEMORY_RELEASE_DELAY).await;
+            if shared.loads_published.load(Ordering::Relaxed) == ticket {
+                // A few milliseconds once after a burst of loads; no thread is started for it
+                // (an idle service has no threads left to wake).
+                crate::alloc::release_free_memory();
+            }
+        });
     }
 
     /// Fetches every remote manifest of this load into the cache (conditional requests,
@@ -515,7 +541,7 @@ impl Shared {
             tracing::warn!(oneiric_event = "load_warning", "{w}");
         }
         self.publish(world, generation);
-        engine::release_free_memory();
+        self.release_memory_later();
         Ok(message)
     }
 
@@ -722,6 +748,7 @@ async fn serve(
         reload_lock: tokio::sync::Mutex::new(()),
         fetcher: Mutex::new(None),
         reload_started: AtomicU64::new(0),
+        loads_published: AtomicU64::new(0),
         started: Instant::now(),
     });
     // First load, synchronously: no READY until it succeeded. Remote manifests are fetched
@@ -785,6 +812,7 @@ async fn serve(
         attempts.len()
     );
     shared.publish(world, 1);
+    shared.release_memory_later();
     shared.set_last(Trigger::Startup, true, &message);
     shared
         .metrics

@@ -1,22 +1,24 @@
 //! Canonical JSON, byte for byte as the Python implementation signs it:
 //! `json.dumps(doc, sort_keys=True, separators=(",", ":"))` with `ensure_ascii` on.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
-use serde_json::Value;
+use super::node::Node;
 
 /// Fields that carry signatures and are left out of the signed bytes.
 pub const SIGNATURE_FIELDS: [&str; 3] = ["signature", "signature_algorithm", "signatures"];
 
 /// Canonical bytes of a manifest document for signing: the document minus its signature fields.
-pub fn signing_bytes(doc: &Value) -> String {
+pub fn signing_bytes(doc: &Node) -> String {
     match doc {
-        Value::Object(map) => {
+        Node::Map(fields) => {
             let mut out = String::with_capacity(4096);
             write_object(
                 &mut out,
-                map.iter()
-                    .filter(|(k, _)| !SIGNATURE_FIELDS.contains(&k.as_str())),
+                fields
+                    .iter()
+                    .filter(|(k, _)| !SIGNATURE_FIELDS.contains(&k.as_ref())),
             );
             out
         }
@@ -25,20 +27,20 @@ pub fn signing_bytes(doc: &Value) -> String {
 }
 
 /// Canonical JSON of any value.
-pub fn to_canonical(v: &Value) -> String {
+pub fn to_canonical(v: &Node) -> String {
     let mut out = String::new();
     write_value(&mut out, v);
     out
 }
 
-fn write_value(out: &mut String, v: &Value) {
+fn write_value(out: &mut String, v: &Node) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
+        Node::Null => out.push_str("null"),
+        Node::Bool(true) => out.push_str("true"),
+        Node::Bool(false) => out.push_str("false"),
+        Node::Number(n) => write_number(out, n),
+        Node::Str(s) => write_string(out, s),
+        Node::Seq(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -48,14 +50,17 @@ fn write_value(out: &mut String, v: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => write_object(out, map.iter()),
+        Node::Map(fields) => write_object(out, fields.iter()),
     }
 }
 
-fn write_object<'a>(out: &mut String, fields: impl Iterator<Item = (&'a String, &'a Value)>) {
+fn write_object<'n, 'a: 'n>(
+    out: &mut String,
+    fields: impl Iterator<Item = &'n (Cow<'a, str>, Node<'a>)>,
+) {
     // Python sorts keys by code point; Rust's `str` ordering (UTF-8 bytes) is the same order.
     let mut fields: Vec<_> = fields.collect();
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.push('{');
     for (i, (k, v)) in fields.into_iter().enumerate() {
         if i > 0 {
@@ -190,7 +195,7 @@ mod tests {
     fn strings_like_python() {
         let v = serde_json::json!({"b": "Caché – ✓ 日本 😀", "a": "q\"\\\n\u{7f}\u{1}"});
         assert_eq!(
-            to_canonical(&v),
+            to_canonical(&Node::from_value(&v)),
             r#"{"a":"q\"\\\n\u007f\u0001","b":"Cach\u00e9 \u2013 \u2713 \u65e5\u672c \ud83d\ude00"}"#
         );
     }
@@ -199,7 +204,7 @@ mod tests {
     fn signature_fields_are_left_out() {
         let v = serde_json::json!({"signature": "x", "signatures": [], "signature_algorithm": "ed25519", "source": "s", "entries": [{"priority": 1}]});
         assert_eq!(
-            signing_bytes(&v),
+            signing_bytes(&Node::from_value(&v)),
             r#"{"entries":[{"priority":1}],"source":"s"}"#
         );
     }

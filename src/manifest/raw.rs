@@ -1,18 +1,25 @@
-//! Parsing manifest text into a JSON value, refusing duplicate keys (a signed document must mean
-//! one thing) and bounding nesting depth.
+//! Parsing manifest text into a [`Node`] tree, refusing duplicate keys (a signed document must
+//! mean one thing) and bounding nesting depth.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ManifestError;
+use super::node::Node;
 
 /// Deeper documents are refused; real manifests nest a handful of levels.
 const MAX_DEPTH: usize = 64;
 
-/// Parses YAML or JSON text (JSON when it starts with `{` or `[`).
+/// Parses YAML or JSON text into an owned document (for the CLI, which edits and re-writes it).
 pub fn parse_document(text: &str, origin: &str) -> Result<Value, ManifestError> {
+    parse_tree(text, origin).map(|n| n.to_value())
+}
+
+/// Parses YAML or JSON text (JSON when it starts with `{` or `[`) into a tree borrowing from it.
+pub fn parse_tree<'a>(text: &'a str, origin: &str) -> Result<Node<'a>, ManifestError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     let syntax = |line: usize, column: usize, message: String| ManifestError::Syntax {
         origin: origin.to_string(),
@@ -67,9 +74,9 @@ struct Checked {
 }
 
 impl<'de> DeserializeSeed<'de> for Checked {
-    type Value = Value;
+    type Value = Node<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
         if self.depth > MAX_DEPTH {
             return Err(de::Error::custom(format!(
                 "nesting deeper than {MAX_DEPTH} levels"
@@ -80,122 +87,146 @@ impl<'de> DeserializeSeed<'de> for Checked {
 }
 
 impl<'de> Visitor<'de> for Checked {
-    type Value = Value;
+    type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON-compatible value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(v.into()))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(v.into()))
     }
     // Integers beyond 64 bits become floats, as serde_json reads them: a field that needs an
     // integer then rejects the entry (skipped with its reason) instead of the whole document.
     // Known limit: such a number inside `metadata` would canonicalise differently from Python.
-    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+    fn visit_i128<E>(self, v: i128) -> Result<Node<'de>, E> {
         Ok(i64::try_from(v)
-            .map(Value::from)
-            .or_else(|_| u64::try_from(v).map(Value::from))
-            .unwrap_or_else(|_| Value::from(v as f64)))
+            .map(|i| Node::Number(i.into()))
+            .or_else(|_| u64::try_from(v).map(|u| Node::Number(u.into())))
+            .unwrap_or_else(|_| float(v as f64)))
     }
-    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+    fn visit_u128<E>(self, v: u128) -> Result<Node<'de>, E> {
         Ok(u64::try_from(v)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::from(v as f64)))
+            .map(|u| Node::Number(u.into()))
+            .unwrap_or_else(|_| float(v as f64)))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        // Non-finite floats have no JSON form; Python would write `Infinity`, which no JSON
-        // parser accepts back, so they are refused by the entry validation instead.
-        Ok(serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .unwrap_or(Value::Null))
+    fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
+        Ok(float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(v.to_string())))
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(v)))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
         Checked { depth: self.depth }.deserialize(d)
     }
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
         Checked { depth: self.depth }.deserialize(d)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
         while let Some(v) = seq.next_element_seed(Checked {
             depth: self.depth + 1,
         })? {
             out.push(v);
         }
-        Ok(Value::Array(out))
+        Ok(Node::Seq(out))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut out: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
         while let Some(key) = map.next_key::<KeyString>()? {
             let v = map.next_value_seed(Checked {
                 depth: self.depth + 1,
             })?;
-            match out.entry(key.0) {
-                serde_json::map::Entry::Vacant(slot) => {
-                    slot.insert(v);
-                }
-                serde_json::map::Entry::Occupied(slot) => {
-                    return Err(de::Error::custom(format!("duplicate key `{}`", slot.key())));
-                }
+            // Mappings of a manifest have a dozen fields at most: a scan beats hashing. Big
+            // ones (free-form metadata) are checked once, sorted, at the end.
+            if out.len() < SCAN_LIMIT && out.iter().any(|(k, _)| *k == key.0) {
+                return Err(duplicate(&key.0));
+            }
+            out.push((key.0, v));
+        }
+        if out.len() > SCAN_LIMIT {
+            let mut keys: Vec<&str> = out.iter().map(|(k, _)| k.as_ref()).collect();
+            keys.sort_unstable();
+            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+                return Err(duplicate(w[0]));
             }
         }
-        Ok(Value::Object(out))
+        Ok(Node::Map(out))
     }
+}
+
+/// Fields of a mapping checked for duplicates by scanning as they are read.
+const SCAN_LIMIT: usize = 16;
+
+fn duplicate<E: de::Error>(key: &str) -> E {
+    E::custom(format!("duplicate key `{key}`"))
+}
+
+fn float<'a>(v: f64) -> Node<'a> {
+    // Non-finite floats have no JSON form; Python would write `Infinity`, which no JSON
+    // parser accepts back, so they are refused by the entry validation instead.
+    serde_json::Number::from_f64(v)
+        .map(Node::Number)
+        .unwrap_or(Node::Null)
 }
 
 /// Map keys: strings, or YAML scalars (numbers, booleans) spelled as the string Python's
 /// `json.dumps` would write for them.
-struct KeyString(String);
+struct KeyString<'a>(Cow<'a, str>);
 
-impl<'de> de::Deserialize<'de> for KeyString {
+impl<'de> de::Deserialize<'de> for KeyString<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyString;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyString<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string key")
             }
-            fn visit_str<E>(self, v: &str) -> Result<KeyString, E> {
-                Ok(KeyString(v.to_string()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Borrowed(v)))
             }
-            fn visit_string<E>(self, v: String) -> Result<KeyString, E> {
-                Ok(KeyString(v))
+            fn visit_str<E>(self, v: &str) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(v.to_string())))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<KeyString, E> {
-                Ok(KeyString(v.to_string()))
+            fn visit_string<E>(self, v: String) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(v)))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<KeyString, E> {
-                Ok(KeyString(v.to_string()))
+            fn visit_i64<E>(self, v: i64) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(v.to_string())))
             }
-            fn visit_bool<E>(self, v: bool) -> Result<KeyString, E> {
-                Ok(KeyString(v.to_string()))
+            fn visit_u64<E>(self, v: u64) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(v.to_string())))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<KeyString, E> {
-                Ok(KeyString(super::canonical::python_float_repr(v)))
+            fn visit_bool<E>(self, v: bool) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(v.to_string())))
             }
-            fn visit_unit<E>(self) -> Result<KeyString, E> {
-                Ok(KeyString("null".into()))
+            fn visit_f64<E>(self, v: f64) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Owned(super::canonical::python_float_repr(
+                    v,
+                ))))
+            }
+            fn visit_unit<E>(self) -> Result<KeyString<'de>, E> {
+                Ok(KeyString(Cow::Borrowed("null")))
             }
         }
         d.deserialize_any(V)
@@ -216,6 +247,15 @@ mod tests {
             let e = parse_document(text, "t").unwrap_err().to_string();
             assert!(e.contains("duplicate"), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn duplicate_keys_in_big_mappings_are_refused() {
+        let mut fields: Vec<String> = (0..20).map(|i| format!("\"f{i}\": {i}")).collect();
+        assert!(parse_document(&format!("{{{}}}", fields.join(",")), "t").is_ok());
+        fields.push("\"f3\": 0".into());
+        let e = parse_document(&format!("{{{}}}", fields.join(",")), "t").unwrap_err();
+        assert!(e.to_string().contains("duplicate key `f3`"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::canonical::signing_bytes;
+use super::node::Node;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -158,11 +159,11 @@ struct Sig {
     label: String,
 }
 
-fn collect_signatures(doc: &Map<String, Value>) -> Result<Vec<Sig>, String> {
+fn collect_signatures(doc: &Node) -> Result<Vec<Sig>, String> {
     let mut sigs = Vec::new();
     if let Some(s) = doc.get("signature").filter(|v| !v.is_null()) {
         let s = s.as_str().ok_or("`signature` must be a base64 string")?;
-        if let Some(alg) = doc.get("signature_algorithm").and_then(Value::as_str)
+        if let Some(alg) = doc.get("signature_algorithm").and_then(Node::as_str)
             && !alg.eq_ignore_ascii_case("ed25519")
         {
             return Err(format!("unsupported signature_algorithm `{alg}`"));
@@ -175,20 +176,20 @@ fn collect_signatures(doc: &Map<String, Value>) -> Result<Vec<Sig>, String> {
         });
     }
     if let Some(list) = doc.get("signatures").filter(|v| !v.is_null()) {
-        let list = list.as_array().ok_or("`signatures` must be a list")?;
+        let list = list.as_seq().ok_or("`signatures` must be a list")?;
         for (i, item) in list.iter().enumerate() {
             let s = item
                 .get("signature")
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .ok_or_else(|| format!("signatures[{i}].signature must be a base64 string"))?;
-            if let Some(alg) = item.get("algorithm").and_then(Value::as_str)
+            if let Some(alg) = item.get("algorithm").and_then(Node::as_str)
                 && !alg.eq_ignore_ascii_case("ed25519")
             {
                 return Err(format!("signatures[{i}]: unsupported algorithm `{alg}`"));
             }
             let label = item
                 .get("key_id")
-                .and_then(Value::as_str)
+                .and_then(Node::as_str)
                 .map(|k| format!("signatures[{i}] ({k})"))
                 .unwrap_or_else(|| format!("signatures[{i}]"));
             sigs.push(Sig {
@@ -202,19 +203,24 @@ fn collect_signatures(doc: &Map<String, Value>) -> Result<Vec<Sig>, String> {
     Ok(sigs)
 }
 
+/// [`verify`] of an owned document.
+pub fn verify_value(doc: &Value, policy: &TrustPolicy) -> Verdict {
+    verify(&Node::from_value(doc), policy)
+}
+
 /// Checks a manifest document against a policy. Never fails: every problem is an `Invalid`
 /// verdict with a reason.
-pub fn verify(doc: &Value, policy: &TrustPolicy) -> Verdict {
+pub fn verify(doc: &Node, policy: &TrustPolicy) -> Verdict {
     let invalid = |reason: String| Verdict::Invalid { reason };
-    let Some(map) = doc.as_object() else {
+    if doc.as_map().is_none() {
         return invalid("manifest is not a mapping".into());
-    };
-    let has_signature = has_signature_fields(map);
+    }
+    let has_signature = has_signature_fields(doc);
     if has_signature && policy.trusted.is_empty() && !policy.required {
         // Nothing to check against (the upstream v2 sample carries a placeholder signature).
         return Verdict::Unchecked;
     }
-    let sigs = match collect_signatures(map) {
+    let sigs = match collect_signatures(doc) {
         Ok(s) => s,
         Err(e) => return invalid(e),
     };
@@ -225,7 +231,7 @@ pub fn verify(doc: &Value, policy: &TrustPolicy) -> Verdict {
             Verdict::Unsigned
         };
     }
-    if let Err(reason) = check_times(map, policy) {
+    if let Err(reason) = check_times(doc, policy) {
         return invalid(reason);
     }
     if policy.trusted.is_empty() {
@@ -277,17 +283,17 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
         .map_err(|_| format!("`{s}` is not an RFC 3339 timestamp"))
 }
 
-fn has_signature_fields(map: &Map<String, Value>) -> bool {
+fn has_signature_fields(doc: &Node) -> bool {
     ["signature", "signatures"]
         .iter()
-        .any(|f| map.get(*f).is_some_and(|v| !v.is_null()))
+        .any(|f| doc.get(f).is_some_and(|v| !v.is_null()))
 }
 
-fn check_times(map: &Map<String, Value>, policy: &TrustPolicy) -> Result<(), String> {
+fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
     let get = |field: &str| -> Result<Option<OffsetDateTime>, String> {
-        match map.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => parse_time(s).map(Some).map_err(|e| format!("{field}: {e}")),
+        match doc.get(field) {
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::Str(s)) => parse_time(s).map(Some).map_err(|e| format!("{field}: {e}")),
             Some(_) => Err(format!("{field} must be a timestamp string")),
         }
     };
@@ -343,7 +349,7 @@ pub fn sign(
             map.remove(f);
         }
     }
-    let signature = key.sign(signing_bytes(doc).as_bytes());
+    let signature = key.sign(signing_bytes(&Node::from_value(doc)).as_bytes());
     let encoded = B64.encode(signature.to_bytes());
     let map = doc.as_object_mut().ok_or("manifest is not a mapping")?;
     if append {
@@ -397,9 +403,12 @@ mod tests {
         )
         .unwrap();
         let p = policy(vec![key.verifying_key()]);
-        assert!(matches!(verify(&doc, &p), Verdict::Valid { valid: 1, .. }));
+        assert!(matches!(
+            verify_value(&doc, &p),
+            Verdict::Valid { valid: 1, .. }
+        ));
         doc["entries"][0]["priority"] = 2.into();
-        assert!(!verify(&doc, &p).accepted());
+        assert!(!verify_value(&doc, &p).accepted());
     }
 
     #[test]
@@ -416,7 +425,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let v = verify(&doc, &policy(vec![key.verifying_key()]));
+        let v = verify_value(&doc, &policy(vec![key.verifying_key()]));
         assert!(
             matches!(&v, Verdict::Invalid { reason } if reason.contains("expired")),
             "{v:?}"
@@ -426,19 +435,19 @@ mod tests {
         sign(&mut doc, &key, None, None, past, false).unwrap();
         let mut p = policy(vec![key.verifying_key()]);
         p.max_age_seconds = Some(3600);
-        assert!(!verify(&doc, &p).accepted());
+        assert!(!verify_value(&doc, &p).accepted());
         p.max_age_seconds = None;
         p.require_expiry = true;
-        assert!(!verify(&doc, &p).accepted());
+        assert!(!verify_value(&doc, &p).accepted());
     }
 
     #[test]
     fn unsigned_policy() {
         let doc = serde_json::json!({"entries": []});
         let mut p = policy(vec![]);
-        assert_eq!(verify(&doc, &p), Verdict::Unsigned);
+        assert_eq!(verify_value(&doc, &p), Verdict::Unsigned);
         p.required = true;
-        assert!(!verify(&doc, &p).accepted());
+        assert!(!verify_value(&doc, &p).accepted());
     }
 
     #[test]

@@ -302,8 +302,9 @@ impl Fetcher {
                 false,
             )
         })?;
-        let m = manifest::parse(text, url).map_err(|e| (e.to_string(), false))?;
-        if let Verdict::Invalid { reason } = manifest::signature::verify(&m.raw, policy) {
+        let (m, verdict) =
+            manifest::parse_verified(text, url, policy).map_err(|e| (e.to_string(), false))?;
+        if let Verdict::Invalid { reason } = verdict {
             return Err((format!("signature: {reason}"), true));
         }
         let artifacts = artifacts::sync_all(
@@ -464,8 +465,12 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>
 
 /// The last good copy of a remote manifest, for the loader. Entries whose artifact could not be
 /// fetched and verified are skipped with the reason. Returns the manifest and, when the latest
-/// fetch failed, how old the copy is.
-pub fn load_cached(cache_dir: &Path, url: &str) -> Result<(Manifest, Option<u64>), LoadError> {
+/// fetch failed, how old the copy is, with the signature verdict of the copy under `policy`.
+pub fn load_cached(
+    cache_dir: &Path,
+    url: &str,
+    policy: &TrustPolicy,
+) -> Result<(Manifest, Verdict, Option<u64>), LoadError> {
     let paths = cache_paths(cache_dir, url);
     let remote_err = |message: String| LoadError::Remote {
         origin: url.to_string(),
@@ -482,7 +487,7 @@ pub fn load_cached(cache_dir: &Path, url: &str) -> Result<(Manifest, Option<u64>
     }
     let text = crate::config::load::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
         .map_err(|e| remote_err(e.to_string()))?;
-    let mut m = manifest::parse(&text, url)?;
+    let (mut m, verdict) = manifest::parse_verified(&text, url, policy)?;
     let meta = read_meta(&paths);
     let mut kept = Vec::with_capacity(m.entries.len());
     for (i, e) in std::mem::take(&mut m.entries).into_iter().enumerate() {
@@ -512,7 +517,7 @@ pub fn load_cached(cache_dir: &Path, url: &str) -> Result<(Manifest, Option<u64>
             .as_ref()
             .map(|_| cache::unix_now().saturating_sub(mm.verified_at.max(mm.fetched_at)))
     });
-    Ok((m, age))
+    Ok((m, verdict, age))
 }
 
 #[cfg(test)]
