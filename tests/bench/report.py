@@ -44,25 +44,33 @@ def main():
     ns, _ = criterion_median_ns(a.criterion, "resolve", 100_000)
     row("resolve, in process, 100 000 candidates (median)", ns,
         f"{ns:.0f} ns" if ns is not None else "", "<= 200 ns", ns is not None and ns <= 200)
-    ns, _ = criterion_median_ns(a.criterion, "load/yaml", 10_000)
-    row("load of a signed 10 000-entry manifest (median)", ns,
-        f"{ns / 1e6:.1f} ms" if ns is not None else "", "<= 50 ms",
-        ns is not None and ns <= 50e6)
+    # The load-bound figures are judged per manifest format: YAML parsing alone (libyaml's
+    # scanner through serde_yaml) takes more than the load target at 10 000 entries.
+    for form in ("yaml", "json"):
+        ns, _ = criterion_median_ns(a.criterion, f"load/{form}", 10_000)
+        row(f"load of a signed 10 000-entry manifest, {form.upper()} (median)", ns,
+            f"{ns / 1e6:.1f} ms" if ns is not None else "", "<= 50 ms",
+            ns is not None and ns <= 50e6)
 
-    v = s.get("ready_s")
-    row(f"exec -> READY=1, {s['sizes']['ready']}-entry manifest (median)", v,
-        f"{v * 1e3:.1f} ms" if v is not None else "", "<= 20 ms", v is not None and v <= 0.020)
+    for form, suffix in (("YAML", ""), ("JSON", "_json")):
+        v = s.get(f"ready{suffix}_s")
+        row(f"exec -> READY=1, {s['sizes']['ready']}-entry manifest, {form} (median)", v,
+            f"{v * 1e3:.1f} ms" if v is not None else "", "<= 20 ms",
+            v is not None and v <= 0.020)
 
-    v = s.get("reload_loaded_s")
-    failed = s.get("reload_failed_requests")
-    text = ""
-    if v is not None:
-        text = (f"{v * 1e3:.1f} ms (max {s['reload_loaded_max_s'] * 1e3:.1f}), "
-                f"{failed} failed of {s['reload_http']['requests']} requests")
-    row(f"SIGHUP -> READY=1, {s['sizes']['reload']} entries, under HTTP load (median)", v, text,
-        "<= 100 ms, 0 failed", v is not None and v <= 0.100 and failed == 0)
-    v = s.get("reload_idle_s")
-    row("  (same, no HTTP load)", v, f"{v * 1e3:.1f} ms" if v is not None else "", "-", None)
+    for form, suffix in (("YAML", ""), ("JSON", "_json")):
+        v = s.get(f"reload{suffix}_loaded_s")
+        failed = s.get(f"reload{suffix}_failed_requests")
+        text = ""
+        if v is not None:
+            text = (f"{v * 1e3:.1f} ms (max {s[f'reload{suffix}_loaded_max_s'] * 1e3:.1f}), "
+                    f"{failed} failed of {s[f'reload{suffix}_http']['requests']} requests")
+        row(f"SIGHUP -> READY=1, {s['sizes']['reload']} entries, {form}, under HTTP load "
+            "(median)", v, text, "<= 100 ms, 0 failed",
+            v is not None and v <= 0.100 and failed == 0)
+        v = s.get(f"reload{suffix}_idle_s")
+        row("  (same, no HTTP load)", v, f"{v * 1e3:.1f} ms" if v is not None else "", "-",
+            None)
 
     v = s.get("rss_default_kib")
     row("RSS idle, default config", v, f"{v / MiB:.1f} MiB" if v else "", "<= 15 MiB",

@@ -12,7 +12,10 @@ Every figure comes from the outside, as systemd or a client would see it:
 
 Manifests are generated here (same shape as benches/common) and signed with the binary's own
 `manifest sign`; the service trusts the key through ONEIRIC_TRUSTED_PUBLIC_KEYS and requires
-signatures, so every load verifies. They carry no health probes: a probe is network I/O against
+signatures, so every load verifies. The load-bound figures (exec -> READY=1, SIGHUP -> READY=1)
+are taken twice: with the signed YAML, and with the same manifest as JSON (`manifest pack`, the
+form a fleet would serve), both in the settings directory's manifest.yaml (JSON is YAML; the
+loader tells them apart by the first character). They carry no health probes: a probe is network I/O against
 the probed service, not the cost of oneiric.
 
 Standard library only. Prints one line per figure and writes the figures as JSON (--out).
@@ -78,7 +81,18 @@ class Workspace:
         self.public = r.stdout.strip().splitlines()[-1]
         self.manifests = {}
 
-    def manifest(self, n):
+    def manifest(self, n, form="yaml"):
+        if form == "json":
+            key = (n, "json")
+            if key not in self.manifests:
+                packed = os.path.join(self.dir, f"manifest-{n}.json")
+                subprocess.run(
+                    [self.bin, "--config", os.path.join(self.dir, "none"), "manifest", "pack",
+                     self.manifest(n), "-o", packed],
+                    capture_output=True, text=True, check=True,
+                )
+                self.manifests[key] = packed
+            return self.manifests[key]
         if n not in self.manifests:
             plain = os.path.join(self.dir, f"plain-{n}.yaml")
             with open(plain, "w") as f:
@@ -92,13 +106,14 @@ class Workspace:
             self.manifests[n] = signed
         return self.manifests[n]
 
-    def etc(self, name, manifest_entries=None):
+    def etc(self, name, manifest_entries=None, form="yaml"):
         """A settings dir: the packaged defaults, with a generated manifest.yaml if asked."""
         etc = os.path.join(self.dir, name, "etc")
         shutil.copytree(os.path.join(self.repo, "packaging", "etc", "oneiric"), etc)
         os.remove(os.path.join(etc, "environment"))
         if manifest_entries is not None:
-            shutil.copy(self.manifest(manifest_entries), os.path.join(etc, "manifest.yaml"))
+            shutil.copy(self.manifest(manifest_entries, form),
+                        os.path.join(etc, "manifest.yaml"))
         return etc
 
     def cleanup(self):
@@ -337,17 +352,19 @@ def main():
     ws = Workspace(a.bin, a.repo)
     try:
         # exec -> READY=1, local manifest; a fresh state dir each time.
-        times = []
-        for i in range(starts):
-            svc = Service(ws, ws.etc(f"ready{i}", sizes["ready"]))
-            try:
-                times.append(svc.start())
-            finally:
-                svc.stop()
-        figs["ready_s"] = statistics.median(times)
-        figs["ready_max_s"] = max(times)
-        log(f"exec -> READY=1, {sizes['ready']} entries: median {fmt(figs['ready_s'], 's')}, "
-            f"max {fmt(figs['ready_max_s'], 's')} over {starts} starts")
+        for form, suffix in (("yaml", ""), ("json", "_json")):
+            times = []
+            for i in range(starts):
+                svc = Service(ws, ws.etc(f"ready{i}{suffix}", sizes["ready"], form))
+                try:
+                    times.append(svc.start())
+                finally:
+                    svc.stop()
+            figs[f"ready{suffix}_s"] = statistics.median(times)
+            figs[f"ready{suffix}_max_s"] = max(times)
+            log(f"exec -> READY=1, {sizes['ready']} entries ({form}): median "
+                f"{fmt(figs[f'ready{suffix}_s'], 's')}, max {fmt(max(times), 's')} "
+                f"over {starts} starts")
 
         # Default config: RSS at idle and wake-ups between refreshes (no watchdog).
         svc = Service(ws, ws.etc("default"), trusted=False)
@@ -378,38 +395,48 @@ def main():
         finally:
             svc.stop()
 
-        # 10 000 entries: reloads idle, reloads under HTTP load, HTTP throughput, /metrics.
-        svc = Service(ws, ws.etc("reload", sizes["reload"]))
+        # 10 000 entries: reloads idle and under HTTP load (YAML, then JSON), then HTTP
+        # throughput and /metrics on the JSON-loaded service (the same snapshot).
+        resolve_path = "/v1/resolve/adapter/key-000000"
+        for form, suffix in (("yaml", ""), ("json", "_json")):
+            svc = Service(ws, ws.etc(f"reload{suffix}", sizes["reload"], form))
+            try:
+                svc.start()
+                # The SIGHUP handler is installed just after READY=1 is sent: a SIGHUP in between
+                # would end the process (default action), so let the main loop start first.
+                time.sleep(0.5)
+                idle = [svc.reload() for _ in range(reloads)]
+                figs[f"reload{suffix}_idle_s"] = statistics.median(idle)
+                log(f"SIGHUP -> READY=1, {sizes['reload']} entries ({form}), idle: median "
+                    f"{fmt(statistics.median(idle), 's')}, max {fmt(max(idle), 's')}")
+                if have_wrk:
+                    # The load runs through all the reloads: 1 s before, the reloads, 1 s after.
+                    dur = int(2 + reloads * 0.5 + 2) if not smoke else 3
+                    bg = wrk(svc.url(resolve_path), 1, 8, dur, background=True)
+                    time.sleep(1.0)
+                    loaded = []
+                    for _ in range(reloads):
+                        loaded.append(svc.reload())
+                        time.sleep(0.2)
+                    out, _ = bg.communicate(timeout=dur + 60)
+                    r = parse_wrk(out)
+                    figs[f"reload{suffix}_loaded_s"] = statistics.median(loaded)
+                    figs[f"reload{suffix}_loaded_max_s"] = max(loaded)
+                    figs[f"reload{suffix}_http"] = {
+                        k: r[k] for k in ("requests", "non_2xx", "socket_errors", "requests_per_s",
+                                          "p99_s")}
+                    failed = r["non_2xx"] + r["socket_errors"]
+                    figs[f"reload{suffix}_failed_requests"] = failed
+                    log(f"SIGHUP -> READY=1 ({form}) under wrk load: median "
+                        f"{fmt(statistics.median(loaded), 's')}, max {fmt(max(loaded), 's')}; "
+                        f"{r['requests']} requests, {failed} failed")
+            except BaseException:
+                svc.stop()
+                raise
+            if form == "yaml":
+                svc.stop()
         try:
-            svc.start()
-            # The SIGHUP handler is installed just after READY=1 is sent: a SIGHUP in between
-            # would end the process (default action), so let the main loop start first.
-            time.sleep(0.5)
-            resolve_path = "/v1/resolve/adapter/key-000000"
-            idle = [svc.reload() for _ in range(reloads)]
-            figs["reload_idle_s"] = statistics.median(idle)
-            log(f"SIGHUP -> READY=1, {sizes['reload']} entries, idle: median "
-                f"{fmt(figs['reload_idle_s'], 's')}, max {fmt(max(idle), 's')}")
             if have_wrk:
-                # The load runs through all the reloads: 1 s before, the reloads, 1 s after.
-                dur = int(2 + reloads * 0.5 + 2) if not smoke else 3
-                bg = wrk(svc.url(resolve_path), 1, 8, dur, background=True)
-                time.sleep(1.0)
-                loaded = []
-                for _ in range(reloads):
-                    loaded.append(svc.reload())
-                    time.sleep(0.2)
-                out, _ = bg.communicate(timeout=dur + 60)
-                r = parse_wrk(out)
-                figs["reload_loaded_s"] = statistics.median(loaded)
-                figs["reload_loaded_max_s"] = max(loaded)
-                figs["reload_http"] = {k: r[k] for k in ("requests", "non_2xx", "socket_errors",
-                                                         "requests_per_s", "p99_s")}
-                figs["reload_failed_requests"] = r["non_2xx"] + r["socket_errors"]
-                log(f"SIGHUP -> READY=1 under wrk load: median {fmt(figs['reload_loaded_s'], 's')}, "
-                    f"max {fmt(figs['reload_loaded_max_s'], 's')}; {r['requests']} requests, "
-                    f"{figs['reload_failed_requests']} failed")
-
                 r = wrk(svc.url(resolve_path), a.wrk_threads, a.wrk_conns, wrk_secs)
                 figs["resolve_http"] = {k: r[k] for k in ("requests", "requests_per_s", "p50_s",
                                                           "p99_s", "non_2xx", "socket_errors")}
