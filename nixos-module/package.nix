@@ -7,6 +7,8 @@
   stdenv,
   rustPlatform,
   installShellFiles,
+  pkg-config,
+  sqlite,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
@@ -31,7 +33,12 @@ rustPlatform.buildRustPackage {
 
   cargoLock.lockFile = ../Cargo.lock;
 
-  nativeBuildInputs = [ installShellFiles ];
+  nativeBuildInputs = [
+    installShellFiles
+    pkg-config
+  ];
+  # The system SQLite, as in the .deb and the .rpm (rusqlite without its bundled copy).
+  buildInputs = [ sqlite ];
 
   # `cargo test` runs in CI (.ci/run); the flake runs it too, as checks.<system>.cargo-test,
   # so that a test needing something the build sandbox lacks does not break `nix build`.

@@ -12,9 +12,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 STAGES=${ONEIRIC_TEST_STAGES:-"rust bench packaging nix vm"}
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-	# gcc builds the bundled SQLite; the rest are the stages' own business.
-	if ! command -v cc >/dev/null; then
-		apt-get update -q && apt-get install -y -q build-essential
+	# gcc links the binary (and builds mimalloc); libsqlite3-dev and pkg-config are how it
+	# finds the system SQLite. The rest are the stages' own business.
+	if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null ||
+		! dpkg -s libsqlite3-dev >/dev/null 2>&1; then
+		apt-get update -q && apt-get install -y -q build-essential libsqlite3-dev pkg-config
 	fi
 fi
 

@@ -363,7 +363,7 @@ check deb-conffiles deb_conffiles
 
 deb_control() {
 	local c=$DEBCTL/control dep
-	for dep in 'libc6' 'passwd' 'init-system-helpers'; do
+	for dep in 'libc6' 'libsqlite3-0' 'passwd' 'init-system-helpers'; do
 		grep -Eq "^Depends:.*\\b$dep\\b" "$c" || { echo "Depends lacks $dep"; return 1; }
 	done
 	grep -q '^Package: oneiric$' "$c" && grep -q '^Section: admin$' "$c" || { echo "Package/Section"; return 1; }
@@ -478,7 +478,7 @@ check rpm-scripts rpm_scripts
 rpm_requires() {
 	local req r
 	req=$(rpm -qp --requires "$RPM" 2>/dev/null)
-	for r in systemd /usr/bin/getent /usr/sbin/groupadd /usr/sbin/useradd /bin/sh 'libc.so.6'; do
+	for r in systemd /usr/bin/getent /usr/sbin/groupadd /usr/sbin/useradd /bin/sh 'libc.so.6' 'libsqlite3.so.0'; do
 		grep -q "^$r" <<<"$req" || { echo "Requires lacks $r"; return 1; }
 	done
 }
@@ -534,7 +534,7 @@ chroot_cleanup() {
 }
 trap chroot_cleanup EXIT
 make_chroot() {
-	local tarball=$REPO/target/packaging-chroot-bookworm.tar mirror
+	local tarball=$REPO/target/packaging-chroot-bookworm-sqlite.tar mirror
 	if [ ! -s "$tarball" ]; then
 		command -v debootstrap >/dev/null ||
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >>"$WORK/chroot.log" 2>&1 ||
@@ -543,7 +543,7 @@ make_chroot() {
 		mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
 		[ -n "$mirror" ] || mirror=$(awk '$1 == "deb" { print $2; exit }' /etc/apt/sources.list 2>/dev/null)
 		rm -rf "$WORK/chroot-build"
-		debootstrap --variant=minbase --include=systemd bookworm "$WORK/chroot-build" "$mirror" \
+		debootstrap --variant=minbase --include=systemd,libsqlite3-0 bookworm "$WORK/chroot-build" "$mirror" \
 			>>"$WORK/chroot.log" 2>&1 || { echo "debootstrap failed (see $WORK/chroot.log)"; return 1; }
 		tar -C "$WORK/chroot-build" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
 		rm -rf "$WORK/chroot-build"

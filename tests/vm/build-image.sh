@@ -109,7 +109,7 @@ cleanup() {
 trap cleanup EXIT
 
 PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,initramfs-tools
-PKGS+=,apparmor,procps,iproute2,curl,ca-certificates,adduser,passwd,less
+PKGS+=,apparmor,procps,iproute2,curl,ca-certificates,adduser,passwd,less,libsqlite3-0
 if [ "$DIST" = trixie ]; then PKGS+=,rpm; fi
 
 log "debootstrap (minbase) into $ROOT"
