@@ -255,14 +255,9 @@ fn capability(i: usize, v: &Node) -> Result<Capability, String> {
         Node::Str(s) => Ok(Capability::Name(s.to_string())),
         Node::Map(fields) => {
             let name = req_str(&format!("capabilities[{i}].name"), v.get("name"))?;
-            let extra = fields
-                .iter()
-                .filter(|(k, _)| k != "name")
-                .cloned()
-                .collect::<Vec<_>>();
             Ok(Capability::Described {
                 name,
-                extra: node::map_to_value(&extra),
+                extra: node::map_to_value(fields.iter().filter(|(k, _)| k != "name")),
             })
         }
         other => Err(format!(
@@ -500,11 +495,6 @@ pub fn read_file(path: &Path) -> Result<String, ManifestError> {
             message: other.to_string(),
         },
     })
-}
-
-/// Reads and parses a manifest file, without a signature check.
-pub fn load_file(path: &Path) -> Result<Manifest, ManifestError> {
-    parse(&read_file(path)?, &path.display().to_string())
 }
 
 /// Parses manifest text (YAML, or JSON, which is detected by its first character).

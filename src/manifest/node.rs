@@ -96,9 +96,12 @@ impl<'a> Node<'a> {
     }
 }
 
-pub fn map_to_value(fields: &[(Cow<'_, str>, Node<'_>)]) -> Map<String, Value> {
+/// An owned object from mapping fields (all of a mapping's, or a filtered few).
+pub fn map_to_value<'n, 'a: 'n>(
+    fields: impl IntoIterator<Item = &'n (Cow<'a, str>, Node<'a>)>,
+) -> Map<String, Value> {
     fields
-        .iter()
+        .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_value()))
         .collect()
 }
