@@ -212,7 +212,8 @@ impl Shared {
         }
     }
 
-    fn publish(&self, world: engine::World, generation: u64) {
+    /// Serves a new world, and schedules the release of what building it freed.
+    fn publish(self: &Arc<Self>, world: engine::World, generation: u64) {
         let loaded: usize = world.manifests.iter().map(|m| m.loaded).sum();
         let skipped: usize = world.manifests.iter().map(|m| m.skipped.len()).sum();
         self.metrics
@@ -240,6 +241,7 @@ impl Shared {
         if Arc::strong_count(&previous) == 1 {
             tokio::task::spawn_blocking(move || drop(previous));
         }
+        self.release_memory_later();
     }
 
     /// Hands what a load freed back to the system once loads have stopped for a while. Doing
@@ -541,7 +543,6 @@ impl Shared {
             tracing::warn!(oneiric_event = "load_warning", "{w}");
         }
         self.publish(world, generation);
-        self.release_memory_later();
         Ok(message)
     }
 
@@ -812,7 +813,6 @@ async fn serve(
         attempts.len()
     );
     shared.publish(world, 1);
-    shared.release_memory_later();
     shared.set_last(Trigger::Startup, true, &message);
     shared
         .metrics
