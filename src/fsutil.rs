@@ -6,12 +6,17 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    // A bare file name has the empty path as parent: that is the current directory.
-    let dir = match path.parent() {
+/// The directory holding `path`: a bare file name has the empty path as parent, which is the
+/// current directory.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -47,11 +52,7 @@ pub fn match_dir_owner(path: &Path) -> std::io::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(());
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let meta = fs::metadata(dir)?;
+    let meta = fs::metadata(parent_dir(path))?;
     match fs::symlink_metadata(path) {
         Ok(m) if m.uid() != meta.uid() || m.gid() != meta.gid() => {
             std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))

@@ -222,10 +222,7 @@ impl Registry {
                 if !selections.is_empty() {
                     entry.selection = selections.get(&(domain, key.clone())).cloned();
                 }
-                let sel = entry.selection.as_ref().map(|(p, _)| p.as_str());
-                entry
-                    .ranked
-                    .sort_by_key(|c| std::cmp::Reverse(score(c, sel, &[])));
+                entry.rank();
             }
         }
         Snapshot {
@@ -298,6 +295,15 @@ struct KeyEntry {
     selection: Option<(String, SelectionOrigin)>,
 }
 
+impl KeyEntry {
+    /// Orders `ranked` best first under the entry's selection (no capability requirements).
+    fn rank(&mut self) {
+        let sel = self.selection.as_ref().map(|(p, _)| p.as_str());
+        self.ranked
+            .sort_by_key(|c| std::cmp::Reverse(score(c, sel, &[])));
+    }
+}
+
 /// An immutable, fully ranked view of every candidate. Readers share it through an `Arc`; a
 /// reload builds a new one off to the side and swaps it in.
 #[derive(Debug, Default)]
@@ -338,13 +344,14 @@ impl Snapshot {
         let mut keys: [HashMap<String, KeyEntry>; 6] = Default::default();
         for domain in Domain::ALL {
             for (key, entry) in &self.keys[domain as usize] {
-                let selection = selections.get(&(domain, key.clone())).cloned();
-                let mut ranked = entry.ranked.clone();
                 // Registration order is the `seq` each candidate carries, so ranking from a
                 // ranked list gives the same result as ranking from the registry.
-                let sel = selection.as_ref().map(|(p, _)| p.as_str());
-                ranked.sort_by_key(|c| std::cmp::Reverse(score(c, sel, &[])));
-                keys[domain as usize].insert(key.clone(), KeyEntry { ranked, selection });
+                let mut entry = KeyEntry {
+                    ranked: entry.ranked.clone(),
+                    selection: selections.get(&(domain, key.clone())).cloned(),
+                };
+                entry.rank();
+                keys[domain as usize].insert(key.clone(), entry);
             }
         }
         Snapshot {
