@@ -102,23 +102,17 @@ fn load(c: &mut Criterion) {
         g.finish();
     }
 
-    let mut g = group(c, "parse_yaml");
-    for i in &inputs {
-        g.throughput(Throughput::Elements(i.n as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(i.n), &i.yaml, |b, t| {
-            b.iter(|| manifest::parse(black_box(t), "bench").expect("parse"))
-        });
+    for (name, json) in [("parse_yaml", false), ("parse_json", true)] {
+        let mut g = group(c, name);
+        for i in &inputs {
+            g.throughput(Throughput::Elements(i.n as u64));
+            let text = if json { &i.json } else { &i.yaml };
+            g.bench_with_input(BenchmarkId::from_parameter(i.n), text, |b, t| {
+                b.iter(|| manifest::parse(black_box(t), "bench").expect("parse"))
+            });
+        }
+        g.finish();
     }
-    g.finish();
-
-    let mut g = group(c, "parse_json");
-    for i in &inputs {
-        g.throughput(Throughput::Elements(i.n as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(i.n), &i.json, |b, t| {
-            b.iter(|| manifest::parse(black_box(t), "bench").expect("parse"))
-        });
-    }
-    g.finish();
 
     let docs: Vec<(usize, manifest::Node)> = inputs
         .iter()
