@@ -12,23 +12,38 @@
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
+
+  # The repository minus what is not a build input: everything else is in the source, so a
+  # new [[bench]], [[test]], [[example]], module directory, include_str! target or test fixture
+  # can never be left out (tests/nix/run.sh, "source set", fails when something Cargo.toml or
+  # a test needs is excluded here). Editing one of these does not rebuild the package.
+  # maybeMissing: .git and target/ are absent from a flake's source, result from most trees.
+  notBuildInputs = map lib.fileset.maybeMissing [
+    ../.git
+    ../.ci
+    ../target
+    ../result
+    ../flake.nix
+    ../flake.lock
+    ../nixos-module
+    ../debian
+    ../rpm
+    ../tests/vm
+    ../tests/packaging
+    ../tests/nix
+    ../tests/bench
+    ../ARCHITECTURE.md
+    ../BENCHMARKS.md
+    ../CHANGELOG.md
+  ];
 in
 rustPlatform.buildRustPackage {
   pname = cargoToml.package.name;
   inherit (cargoToml.package) version;
 
-  # Only what the build reads, so that editing docs or CI does not rebuild.
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../src
-      (lib.fileset.maybeMissing ../tests)
-      (lib.fileset.maybeMissing ../build.rs)
-      ../packaging
-      (lib.fileset.maybeMissing ../apparmor)
-    ];
+    fileset = lib.fileset.difference ../. (lib.fileset.unions notBuildInputs);
   };
 
   cargoLock.lockFile = ../Cargo.lock;
@@ -41,7 +56,9 @@ rustPlatform.buildRustPackage {
   buildInputs = [ sqlite ];
 
   # `cargo test` runs in CI (.ci/run); the flake runs it too, as checks.<system>.cargo-test,
-  # so that a test needing something the build sandbox lacks does not break `nix build`.
+  # from this same source (tests/, benches/ and tests/fixtures/ included; the cross-language
+  # vectors in ../shared/testdata are outside any checkout and the tests skip them when
+  # absent), so that a test failing in the sandbox does not break `nix build`.
   doCheck = false;
 
   postInstall =
@@ -73,7 +90,9 @@ rustPlatform.buildRustPackage {
 
   meta = {
     description = cargoToml.package.description;
-    homepage = cargoToml.package.homepage;
+    # The one setting for the project's address: Cargo.toml's `repository` (`homepage`, which
+    # cargo-deb reads, must equal it; tests/nix/run.sh checks every copy).
+    homepage = cargoToml.package.repository;
     license = lib.licenses.bsd3;
     mainProgram = "oneiric";
     platforms = lib.platforms.linux;
