@@ -38,4 +38,4 @@ for f in "$OUT"/completions/*; do
 	[ -s "$f" ] || { echo "build-assets: empty completion script $f" >&2; exit 1; }
 done
 
-echo "build-assets: wrote $(ls "$OUT"/man | wc -l) man pages and 3 completion scripts to $OUT"
+echo "build-assets: wrote $(find "$OUT"/man -name '*.1.gz' | wc -l) man pages and 3 completion scripts to $OUT"

@@ -7,9 +7,13 @@
 #
 # As root on a fresh Debian 12 it installs what it needs with apt-get (each stage its own tools).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+REPO=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-STAGES=${ONEIRIC_TEST_STAGES:-"rust bench packaging nix vm"}
+STAGES=${ONEIRIC_TEST_STAGES:-"shell rust bench packaging nix vm"}
+T_LOG_TAG=run-all
+# shellcheck source=tests/lib.sh
+. "$REPO/tests/lib.sh"
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	# gcc links the binary (and builds mimalloc); libsqlite3-dev and pkg-config are how it
@@ -20,6 +24,49 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	fi
 fi
 
+# Every shell script of the repository, one path a line: *.sh, files with an sh/bash
+# shebang, the .deb maintainer scripts and the .rpm scriptlets (plain sh, no shebang: each
+# says `# shellcheck shell=sh`), and the VM scenarios (bash files sourced by the guest suite,
+# each with a `# shellcheck shell=bash` line).
+# shellcheck disable=SC2317 # used by stage_shell
+shell_scripts() {
+	local f
+	{ git ls-files --cached --others --exclude-standard 2>/dev/null || find . -path ./target -prune -o -path ./.git -prune -o -type f -print | sed 's|^\./||'; } |
+		sort -u | while IFS= read -r f; do
+		[ -f "$f" ] || continue
+		case "$f" in
+		target/*) continue ;;
+		*.sh | debian/preinst | debian/postinst | debian/prerm | debian/postrm | rpm/*) echo "$f" ;;
+		*) head -n 1 "$f" 2>/dev/null | grep -Eq '^#!.*[/ ](ba|da)?sh([[:space:]]|$)' && echo "$f" ;;
+		esac
+	done
+}
+# Runs Debian's shellcheck over every shell script, one check per file; the findings
+# of a failing file follow its FAIL line. Targeted `# shellcheck disable=` lines carry
+# their reason in the file.
+# shellcheck disable=SC2317 # run as "stage_$s" below
+stage_shell() (
+	T_LOG_TAG=shell
+	if ! command -v shellcheck >/dev/null; then
+		[ "$(id -u)" = 0 ] && t_apt_install shellcheck
+		command -v shellcheck >/dev/null || { t_fail shellcheck "not installed and apt-get install shellcheck failed"; t_finish; }
+	fi
+	t_log "$(shellcheck --version | sed -n 's/^version: /shellcheck /p')"
+	local f out n=0
+	while IFS= read -r f; do
+		n=$((n + 1))
+		# -x: follow `source=` directives; -S style: every finding, notes included.
+		if out=$(shellcheck -x -S style -f gcc "$f" 2>&1); then
+			t_pass "shellcheck $f"
+		else
+			t_fail "shellcheck $f" "$(printf '%s\n' "$out" | grep -c ': \(error\|warning\|note\|style\):') finding(s)"
+			printf '%s\n' "$out" | sed 's/^/    /'
+		fi
+	done < <(shell_scripts)
+	[ "$n" -gt 0 ] || t_fail shellcheck "no shell scripts found"
+	t_summary
+)
+# shellcheck disable=SC2317 # run as "stage_$s" below
 stage_rust() {
 	cargo fmt --check &&
 		cargo clippy --all-targets --locked -- -D warnings &&
@@ -27,26 +74,29 @@ stage_rust() {
 }
 # Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
 # themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md).
+# shellcheck disable=SC2317 # run as "stage_$s" below
 stage_bench() { bash tests/bench/run.sh --smoke; }
+# shellcheck disable=SC2317 # run as "stage_$s" below
 stage_packaging() { bash tests/packaging/run.sh; }
+# shellcheck disable=SC2317 # run as "stage_$s" below
 stage_nix() { sh tests/nix/run.sh; }
+# shellcheck disable=SC2317 # run as "stage_$s" below
 stage_vm() { bash tests/vm/run.sh; }
 
-passed=0
-failed=0
-summary=""
+results=()
 for s in $STAGES; do
+	if ! declare -F "stage_$s" >/dev/null; then
+		results+=("FAIL|stage $s|no such stage (known: shell rust bench packaging nix vm)")
+		continue
+	fi
 	echo "=== stage $s ==="
 	start=$(date +%s)
-	if "stage_$s"; then
-		r=PASS
-		passed=$((passed + 1))
-	else
-		r=FAIL
-		failed=$((failed + 1))
-	fi
-	summary="$summary$r stage $s ($(($(date +%s) - start)) s)\n"
+	if "stage_$s"; then r=PASS; else r=FAIL; fi
+	results+=("$r|stage $s ($(($(date +%s) - start)) s)|stage failed")
 done
-printf "=== summary ===\n%b" "$summary"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+echo "=== summary ==="
+for r in "${results[@]}"; do
+	IFS='|' read -r st name why <<<"$r"
+	if [ "$st" = PASS ]; then t_pass "$name"; else t_fail "$name" "$why"; fi
+done
+t_finish

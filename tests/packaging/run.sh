@@ -7,8 +7,8 @@
 # Runs as root on a fresh Debian 12: installs its tools with apt-get when they
 # are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio, dpkg-dev). Needs no running
 # systemd: systemd-analyze runs offline against the extracted packages.
-# Prints `PASS name` / `FAIL name: reason` per check, then `N passed, N failed`;
-# exits non-zero if any check failed.
+# Prints `PASS name` / `FAIL name: reason` per check, then `N passed, N failed`
+# (tests/lib.sh); exits non-zero if any check failed.
 set -u
 set -o pipefail
 
@@ -16,29 +16,12 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 ARGS=()
 for a in "$@"; do ARGS+=("$(realpath "$a")"); done
 set -- "${ARGS[@]}"
-cd "$REPO"
+cd "$REPO" || exit 1
 HERE=tests/packaging
 WORK=$REPO/target/packaging-test
-PASSED=0
-FAILED=0
-
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-finish() {
-	echo "$PASSED passed, $FAILED failed"
-	[ "$FAILED" -eq 0 ]
-	exit $?
-}
-# check NAME CMD...: PASS if CMD succeeds, else FAIL with its last output line.
-check() {
-	local name=$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		pass "$name"
-	else
-		fail "$name" "$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1)"
-	fi
-}
+T_LOG_TAG=packaging
+# shellcheck source=tests/lib.sh
+. "$REPO/tests/lib.sh"
 
 # --- tools --------------------------------------------------------------------
 # command -> Debian 12 package (all in bookworm main; checked with apt-cache policy)
@@ -46,7 +29,9 @@ declare -A TOOLS=(
 	[lintian]=lintian [rpm]=rpm [rpm2cpio]=rpm [rpmlint]=rpmlint
 	[apparmor_parser]=apparmor [systemd-analyze]=systemd [systemd-sysusers]=systemd
 	[systemd-tmpfiles]=systemd [cpio]=cpio [dpkg-deb]=dpkg [dpkg-shlibdeps]=dpkg-dev
+	[promtool]=prometheus [objdump]=binutils
 )
+mkdir -p "$REPO/target"
 missing=()
 for cmd in "${!TOOLS[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${TOOLS[$cmd]}")
@@ -55,22 +40,20 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-		echo "installing: $pkgs"
-		# shellcheck disable=SC2086
-		if apt-get update -q >"$REPO/target/packaging-apt.log" 2>&1 &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs \
-				>>"$REPO/target/packaging-apt.log" 2>&1; then
-			pass tools
+		t_log "installing: $pkgs"
+		# shellcheck disable=SC2086 # one word per package name
+		if T_APT_LOG=$REPO/target/packaging-apt.log t_apt_install $pkgs; then
+			t_pass tools
 		else
-			fail tools "apt-get install $pkgs failed (see target/packaging-apt.log)"
-			finish
+			t_fail tools "apt-get install $pkgs failed (see target/packaging-apt.log)"
+			t_finish
 		fi
 	else
-		fail tools "missing $pkgs and cannot apt-get install (not root)"
-		finish
+		t_fail tools "missing $pkgs and cannot apt-get install (not root)"
+		t_finish
 	fi
 else
-	pass tools
+	t_pass tools
 fi
 
 rm -rf "$WORK"
@@ -82,16 +65,16 @@ if [ $# -ge 2 ]; then
 	RPM=$2
 else
 	if DEB=$(packaging/build-deb.sh 2>"$WORK/build-deb.log" | tail -n 1) && [ -f "$DEB" ]; then
-		pass build-deb
+		t_pass build-deb
 	else
-		fail build-deb "$(tail -n 1 "$WORK/build-deb.log")"
-		finish
+		t_fail build-deb "$(tail -n 1 "$WORK/build-deb.log")"
+		t_finish
 	fi
 	if RPM=$(packaging/build-rpm.sh 2>"$WORK/build-rpm.log" | tail -n 1) && [ -f "$RPM" ]; then
-		pass build-rpm
+		t_pass build-rpm
 	else
-		fail build-rpm "$(tail -n 1 "$WORK/build-rpm.log")"
-		finish
+		t_fail build-rpm "$(tail -n 1 "$WORK/build-rpm.log")"
+		t_finish
 	fi
 fi
 echo "deb: $DEB"
@@ -113,15 +96,15 @@ dpkg-deb -e "$DEB" "$DEBCTL"
 # debian/oneiric.lintian-overrides (shipped in the package).
 lintian --no-cfg --display-level '>=warning' --show-overrides "$DEB" >"$WORK/lintian.txt" 2>&1
 if grep -Eq '^[EW]: ' "$WORK/lintian.txt"; then
-	fail lintian "$(grep -E '^[EW]: ' "$WORK/lintian.txt" | head -n 3 | tr '\n' ';')"
+	t_fail lintian "$(grep -E '^[EW]: ' "$WORK/lintian.txt" | head -n 3 | tr '\n' ';')"
 elif grep -q '^O: ' "$WORK/lintian.txt" && ! awk '
 	/^#/ { reason = 1; next }
 	/^[[:space:]]*$/ { reason = 0; next }
 	{ if (!reason) { print "override without a reason: " $0; bad = 1 } }
 	END { exit bad }' debian/oneiric.lintian-overrides >"$WORK/lintian-reasons.txt"; then
-	fail lintian "$(head -n 1 "$WORK/lintian-reasons.txt")"
+	t_fail lintian "$(head -n 1 "$WORK/lintian-reasons.txt")"
 else
-	pass lintian
+	t_pass lintian
 fi
 
 # --- rpmlint ------------------------------------------------------------------
@@ -129,9 +112,9 @@ fi
 rpmlint -c "$HERE/rpmlint.toml" "$RPM" >"$WORK/rpmlint.txt" 2>&1
 if grep -Eq '[1-9][0-9]* (errors|warnings)|: [EW]: ' "$WORK/rpmlint.txt" ||
 	! grep -q '0 errors, 0 warnings' "$WORK/rpmlint.txt"; then
-	fail rpmlint "$(grep -E ': [EW]: ' "$WORK/rpmlint.txt" | head -n 3 | tr '\n' ';')$(tail -n 1 "$WORK/rpmlint.txt")"
+	t_fail rpmlint "$(grep -E ': [EW]: ' "$WORK/rpmlint.txt" | head -n 3 | tr '\n' ';')$(tail -n 1 "$WORK/rpmlint.txt")"
 else
-	pass rpmlint
+	t_pass rpmlint
 fi
 
 # --- systemd ------------------------------------------------------------------
@@ -142,6 +125,7 @@ for root in "$DEBROOT" "$RPMROOT"; do
 		[ -d "$d" ] && cp -an "$d/." "$root/usr/lib/systemd/system/" 2>/dev/null
 	done
 done
+# shellcheck disable=SC2317 # run through t_check
 sa_verify() {
 	local out
 	# --man=no: Documentation= pages are checked against the package below.
@@ -149,9 +133,10 @@ sa_verify() {
 	# Any output (unknown key, bad value, missing binary) is a finding.
 	[ -z "$out" ] || { echo "$out"; return 1; }
 }
-check systemd-verify-deb sa_verify "$DEBROOT"
-check systemd-verify-rpm sa_verify "$RPMROOT"
+t_check systemd-verify-deb sa_verify "$DEBROOT"
+t_check systemd-verify-rpm sa_verify "$RPMROOT"
 
+# shellcheck disable=SC2317 # run through t_check
 sa_security() {
 	local out
 	out=$(systemd-analyze security --offline=true --root="$1" --threshold=15 oneiric.service 2>&1)
@@ -159,18 +144,20 @@ sa_security() {
 	echo "$out" | tail -n 1
 	[ $rc -eq 0 ]
 }
-check systemd-security-deb sa_security "$DEBROOT"
+t_check systemd-security-deb sa_security "$DEBROOT"
 echo "  $(systemd-analyze security --offline=true --root="$DEBROOT" oneiric.service 2>&1 | tail -n 1)"
 
+# shellcheck disable=SC2317 # run through t_check
 drop_in_loaded() {
 	systemd-analyze cat-config --root="$DEBROOT" systemd/system/oneiric.service.d/journald.conf 2>/dev/null |
 		grep -q '^LogRateLimitIntervalSec=' &&
 		grep -q '^LogLevelMax=' "$DEBROOT/usr/lib/systemd/system/oneiric.service.d/journald.conf" &&
 		! grep -rqs 'oneiric' "$DEBROOT/etc/systemd" "$DEBROOT/usr/lib/systemd/journald.conf.d"
 }
-check journald-scoped drop_in_loaded
+t_check journald-scoped drop_in_loaded
 
 # Unit directives required by issue 5 and the deployment guide.
+# shellcheck disable=SC2317 # run through t_check
 unit_has() {
 	local u=$DEBROOT/usr/lib/systemd/system/oneiric.service missing=()
 	while IFS= read -r line; do
@@ -235,9 +222,10 @@ WantedBy=multi-user.target
 EOF
 	[ ${#missing[@]} -eq 0 ] || { echo "missing: ${missing[*]}"; return 1; }
 }
-check unit-directives unit_has
+t_check unit-directives unit_has
 
 # Documentation=man:X(1) pages exist in the package.
+# shellcheck disable=SC2317 # run through t_check
 unit_man_pages() {
 	local page missing=()
 	for page in $(sed -n 's/^Documentation=//p' "$DEBROOT/usr/lib/systemd/system/oneiric.service" |
@@ -246,10 +234,11 @@ unit_man_pages() {
 	done
 	[ ${#missing[@]} -eq 0 ] || { echo "no man page for: ${missing[*]}"; return 1; }
 }
-check unit-man-pages unit_man_pages
+t_check unit-man-pages unit_man_pages
 
 # sysusers + tmpfiles applied offline to the extracted tree give the modes and
 # owners of issue 5 (what postinst/%post do on a real system).
+# shellcheck disable=SC2317 # run through t_check
 sysusers_tmpfiles() {
 	local root=$1 bad=() f
 	systemd-sysusers --root="$root" oneiric.conf >/dev/null 2>&1 || { echo "systemd-sysusers failed"; return 1; }
@@ -265,10 +254,11 @@ sysusers_tmpfiles() {
 	[ "$(stat -c '%a %u %g' "$root/etc/oneiric/environment")" = "600 0 0" ] || bad+=("/etc/oneiric/environment")
 	[ ${#bad[@]} -eq 0 ] || { echo "wrong mode/owner: ${bad[*]}"; return 1; }
 }
-check sysusers-tmpfiles-deb sysusers_tmpfiles "$DEBROOT"
-check sysusers-tmpfiles-rpm sysusers_tmpfiles "$RPMROOT"
+t_check sysusers-tmpfiles-deb sysusers_tmpfiles "$DEBROOT"
+t_check sysusers-tmpfiles-rpm sysusers_tmpfiles "$RPMROOT"
 
 # --- AppArmor -----------------------------------------------------------------
+# shellcheck disable=SC2317 # run through t_check
 aa_check() {
 	local p=$DEBROOT/etc/apparmor.d/usr.bin.oneiric
 	apparmor_parser -QTK -M /usr/share/apparmor-features/features "$p" || return 1
@@ -277,7 +267,7 @@ aa_check() {
 	[ "$(grep -v '^[[:space:]]*$' "$p" | tail -n 2 | head -n 1 | sed 's/^[[:space:]]*//')" = \
 		"include if exists <local/usr.bin.oneiric>" ] || { echo "does not end with the local include"; return 1; }
 }
-check apparmor-profile aa_check
+t_check apparmor-profile aa_check
 
 # --- identical copies of packaging/ -------------------------------------------
 # "source|installed path (deb)|installed path (rpm)"
@@ -297,6 +287,7 @@ packaging/etc/oneiric/manifest.yaml|etc/oneiric/manifest.yaml
 packaging/etc/oneiric/environment|etc/oneiric/environment
 packaging/examples/oneiric-alerts.yml|usr/share/doc/oneiric/examples/oneiric-alerts.yml
 packaging/examples/journald-oneiric.conf.example|usr/share/doc/oneiric/examples/journald-oneiric.conf.example"
+# shellcheck disable=SC2317 # run through t_check
 identical() {
 	local root=$1 src dst bad=()
 	while IFS='|' read -r src dst; do
@@ -304,8 +295,8 @@ identical() {
 	done <<<"$SAME_FILES"
 	[ ${#bad[@]} -eq 0 ] || { echo "differs from source: ${bad[*]}"; return 1; }
 }
-check identical-deb identical "$DEBROOT"
-check identical-rpm identical "$RPMROOT"
+t_check identical-deb identical "$DEBROOT"
+t_check identical-rpm identical "$RPMROOT"
 
 # --- .deb file list, modes, owners, conffiles, scripts -------------------------
 # Expected: "mode owner path" for every regular file except man pages (checked
@@ -337,6 +328,7 @@ DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
 -rw-r--r-- root/root ./usr/share/lintian/overrides/oneiric"
 # cargo-deb writes numeric owners: 0/0 is root/root.
 dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { o = $2; if (o == "0/0") o = "root/root"; print $1, o, $6 }' | sort >"$WORK/deb-files.txt"
+# shellcheck disable=SC2317 # run through t_check
 deb_files() {
 	local got want
 	got=$(grep -v ' ./usr/share/man/man1/' "$WORK/deb-files.txt")
@@ -351,16 +343,18 @@ deb_files() {
 		{ echo "unexpected man page entry"; return 1; }
 	[ "$(grep -c ' ./usr/share/man/man1/' "$WORK/deb-files.txt")" -ge 5 ] || { echo "fewer than 5 man pages"; return 1; }
 }
-check deb-files deb_files
+t_check deb-files deb_files
 
+# shellcheck disable=SC2317 # run through t_check
 deb_conffiles() {
 	local want got
 	want=$(sed -n 's| ./etc/| /etc/|p' <<<"$DEB_EXPECTED" | awk '{ print $3 }' | sort)
 	got=$(sort "$DEBCTL/conffiles" 2>/dev/null)
 	[ "$got" = "$want" ] || { diff <(echo "$want") <(echo "$got") | grep '^[<>]' | tr '\n' ' '; return 1; }
 }
-check deb-conffiles deb_conffiles
+t_check deb-conffiles deb_conffiles
 
+# shellcheck disable=SC2317 # run through t_check
 deb_control() {
 	local c=$DEBCTL/control dep
 	for dep in 'libc6' 'libsqlite3-0' 'passwd' 'init-system-helpers'; do
@@ -369,9 +363,10 @@ deb_control() {
 	grep -q '^Package: oneiric$' "$c" && grep -q '^Section: admin$' "$c" || { echo "Package/Section"; return 1; }
 	grep -q '^Version: [0-9][0-9.]*-1$' "$c" || { echo "Version"; return 1; }
 }
-check deb-control deb_control
+t_check deb-control deb_control
 
 # Maintainer scripts: the ones in debian/, executable, and doing what issue 5 says.
+# shellcheck disable=SC2317 # run through t_check
 deb_scripts() {
 	local s
 	for s in postinst prerm postrm; do
@@ -401,7 +396,7 @@ deb_scripts() {
 		done || return 1
 	fi
 }
-check deb-scripts deb_scripts
+t_check deb-scripts deb_scripts
 
 # --- .rpm file list, modes, owners, config flags, scriptlets, requires ----------
 # rpm --dump: path size mtime digest mode owner group isconfig isdoc rdev symlink
@@ -429,6 +424,7 @@ RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
 0100644 root root 0 1 /usr/share/doc/oneiric/copyright
 0100644 root root 0 1 /usr/share/doc/oneiric/examples/journald-oneiric.conf.example
 0100644 root root 0 1 /usr/share/doc/oneiric/examples/oneiric-alerts.yml"
+# shellcheck disable=SC2317 # run through t_check
 rpm_files() {
 	local got want
 	got=$(grep -v ' /usr/share/man/man1/' "$WORK/rpm-files.txt")
@@ -441,8 +437,9 @@ rpm_files() {
 		{ echo "unexpected man page entry"; return 1; }
 	grep -q ' /usr/share/man/man1/oneiric.1.gz$' "$WORK/rpm-files.txt" || { echo "no oneiric.1.gz"; return 1; }
 }
-check rpm-files rpm_files
+t_check rpm-files rpm_files
 
+# shellcheck disable=SC2317 # run through t_check
 rpm_config() {
 	local got want
 	got=$(rpm -qp --configfiles "$RPM" 2>/dev/null | sort)
@@ -453,8 +450,9 @@ rpm_config() {
 		$2 ~ /^\/etc\// { if ($1 % 2 != 1 || int($1 / 16) % 2 != 1) { print "not %config(noreplace): " $2; bad = 1 } }
 		END { exit bad }'
 }
-check rpm-config-noreplace rpm_config
+t_check rpm-config-noreplace rpm_config
 
+# shellcheck disable=SC2317 # run through t_check
 rpm_scripts() {
 	local tag file body
 	for pair in PREIN:pre POSTIN:post PREUN:preun POSTUN:postun; do
@@ -473,8 +471,9 @@ rpm_scripts() {
 	grep -q '"$1" -ge 1' rpm/postun && grep -q 'try-restart oneiric.service' rpm/postun || { echo "%postun: no try-restart"; return 1; }
 	grep -q 'apparmor_parser -r' rpm/post && grep -q 'apparmor_parser -R' rpm/preun || { echo "no apparmor load/unload"; return 1; }
 }
-check rpm-scripts rpm_scripts
+t_check rpm-scripts rpm_scripts
 
+# shellcheck disable=SC2317 # run through t_check
 rpm_requires() {
 	local req r
 	req=$(rpm -qp --requires "$RPM" 2>/dev/null)
@@ -482,9 +481,10 @@ rpm_requires() {
 		grep -q "^$r" <<<"$req" || { echo "Requires lacks $r"; return 1; }
 	done
 }
-check rpm-requires rpm_requires
+t_check rpm-requires rpm_requires
 
 # deb and rpm install the same paths, but for the documented distribution differences.
+# shellcheck disable=SC2317 # run through t_check
 same_assets() {
 	local d r
 	d=$(awk '{ print substr($3, 2) }' "$WORK/deb-files.txt" | sed \
@@ -495,9 +495,10 @@ same_assets() {
 	r=$(awk '{ print $6 }' "$WORK/rpm-files.txt" | sort)
 	[ "$d" = "$r" ] || { diff <(echo "$d") <(echo "$r") | grep '^[<>]' | tr '\n' ' '; return 1; }
 }
-check deb-rpm-same-assets same_assets
+t_check deb-rpm-same-assets same_assets
 
 # Every file in packaging/, apparmor/, debian/ and rpm/ is used by the packages.
+# shellcheck disable=SC2317 # run through t_check
 no_unreferenced() {
 	local f bad=()
 	for f in $(find packaging apparmor debian rpm -type f | sort); do
@@ -510,13 +511,13 @@ no_unreferenced() {
 	done
 	[ ${#bad[@]} -eq 0 ] || { echo "not in any package: $(printf '%s\n' "${bad[@]}" | sort -u | tr '\n' ' ')"; return 1; }
 }
-check no-unreferenced-files no_unreferenced
+t_check no-unreferenced-files no_unreferenced
 
 # --- example alert rules ---------------------------------------------------------
 # promtool comes with Debian's prometheus package, too big to install just for
 # this: checked when present.
 if command -v promtool >/dev/null 2>&1; then
-	check alert-rules promtool check rules packaging/examples/oneiric-alerts.yml
+	t_check alert-rules promtool check rules packaging/examples/oneiric-alerts.yml
 else
 	echo "SKIP alert-rules (no promtool)"
 fi
@@ -560,6 +561,7 @@ modes_ok() {
 		test "$(stat -c "%a %U %G" /etc/oneiric/manifest.yaml)" = "640 root oneiric" &&
 		test "$(stat -c "%a %U %G" /etc/oneiric/environment)" = "600 root root"'
 }
+# shellcheck disable=SC2317 # run through t_check
 deb_lifecycle() {
 	make_chroot || return 1
 	cp "$DEB" "$CHROOT/tmp/oneiric.deb"
@@ -592,6 +594,7 @@ deb_lifecycle() {
 	# 5. Reinstall after purge (user exists): idempotent.
 	in_chroot 'dpkg -i /tmp/oneiric.deb && dpkg -P oneiric' || { echo "reinstall after purge failed"; return 1; }
 }
+# shellcheck disable=SC2317 # run through t_check
 rpm_lifecycle() {
 	[ -d "$CHROOT/etc" ] || make_chroot || return 1
 	in_chroot 'userdel oneiric 2>/dev/null; true'
@@ -608,12 +611,12 @@ rpm_lifecycle() {
 		{ echo "erase: wrong leftovers"; return 1; }
 }
 if [ "${ONEIRIC_PKG_CHROOT:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
-	check deb-chroot-lifecycle deb_lifecycle
-	check rpm-chroot-lifecycle rpm_lifecycle
+	t_check deb-chroot-lifecycle deb_lifecycle
+	t_check rpm-chroot-lifecycle rpm_lifecycle
 	chroot_cleanup
 	rm -rf "$CHROOT"
 else
-	echo "SKIP chroot lifecycle (ONEIRIC_PKG_CHROOT=0 or not root)"
+	t_skip chroot-lifecycle "ONEIRIC_PKG_CHROOT=0 or not root"
 fi
 
-finish
+t_finish

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build (or reuse) a bootable Debian guest image for the VM tests.
 #
-#   tests/vm/build-image.sh bookworm|trixie
+#   tests/vm/build-image.sh bullseye|bookworm|trixie
 #
 # Prints the cache directory on stdout (last line). It holds:
 #   root.img   raw ext4 root filesystem (never written by a test: the runner boots an overlay)
@@ -21,8 +21,8 @@ set -euo pipefail
 
 DIST=${1:-}
 case "$DIST" in
-  bookworm|trixie) ;;
-  *) echo "usage: $0 bookworm|trixie" >&2; exit 2 ;;
+  bullseye|bookworm|trixie) ;;
+  *) echo "usage: $0 bullseye|bookworm|trixie" >&2; exit 2 ;;
 esac
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -101,7 +101,7 @@ ROOT="$WORK/root"
 cleanup() {
   # debootstrap mounts proc/sys inside the target; never leave them behind.
   local m
-  for m in $(awk -v r="$ROOT" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r); do
+  awk -v r="$ROOT" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r | while IFS= read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   rm -rf "$WORK"
@@ -206,8 +206,9 @@ in_root dpkg -l >"$WORK/packages"
 # ---------------------------------------------------------------- image
 mkdir -p "$OUT.tmp"
 rm -f "$OUT.tmp"/*
-cp "$(ls "$ROOT"/boot/vmlinuz-* | sort -V | tail -n1)" "$OUT.tmp/vmlinuz"
-cp "$(ls "$ROOT"/boot/initrd.img-* | sort -V | tail -n1)" "$OUT.tmp/initrd.img"
+newest() { printf '%s\n' "$@" | sort -V | tail -n1; }
+cp "$(newest "$ROOT"/boot/vmlinuz-*)" "$OUT.tmp/vmlinuz"
+cp "$(newest "$ROOT"/boot/initrd.img-*)" "$OUT.tmp/initrd.img"
 mv "$WORK/packages" "$OUT.tmp/packages"
 log "mkfs.ext4 -d (rootfs $(du -sm "$ROOT" | cut -f1) MB)"
 mkfs.ext4 -q -F -L oneiric-root -d "$ROOT" "$OUT.tmp/root.img" 4G >"$WORK/mkfs.log" 2>&1 \

@@ -1,16 +1,20 @@
 #!/bin/bash
-# VM tests: boot real Debian 12/13 guests under QEMU (software emulation) and run the
+# VM tests: boot real Debian 11/12/13 guests under QEMU (software emulation) and run the
 # .deb/.rpm scenarios of issue 6 inside them on a real systemd with AppArmor.
 #
-#   tests/vm/run.sh [--dist bookworm|trixie|all] [--scenario NAME]... [--keep] [--nspawn]
+#   tests/vm/run.sh [--dist bullseye|bookworm|trixie|all] [--scenario NAME]... [--keep] [--nspawn]
+#   tests/vm/run.sh --plan [--dist ...] [--scenario ...]   print the plan of each dist, run nothing
 #
 # --nspawn: quick iteration in systemd-nspawn containers instead of QEMU (seconds to
 # boot, but no AppArmor and not a real kernel: the security, no-denials and harness
 # scenarios are left out). The suite that counts is the QEMU one.
 #
+# The scenarios are the files guest/scenarios/*.sh; each declares in a `# vm:` header line
+# what it needs, which dists it runs on and where in the boot order it goes (README).
+#
 # Prints `PASS dist/scenario` or `FAIL dist/scenario: reason` per scenario (with the
-# guest's trace and journal excerpt on failure) and ends with `N passed, N failed`;
-# exits non-zero on any failure. See tests/vm/README.md.
+# guest's trace and journal excerpt on failure) and ends with `N passed, N failed`
+# (tests/lib.sh); exits non-zero on any failure. See tests/vm/README.md.
 #
 # Environment:
 #   DEB=/path/oneiric_X_amd64.deb  RPM=/path/oneiric-X.x86_64.rpm
@@ -25,32 +29,91 @@ HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
+ALL_DISTS=(bullseye bookworm trixie)
+T_LOG_TAG=vm
+# shellcheck source=tests/lib.sh
+. "$REPO/tests/lib.sh"
+log() { t_log "$@"; }
+
+# ------------------------------------------------------------- scenarios
+# Each guest/scenarios/NAME.sh has one header line (the first `# vm:` line) of key=value
+# fields; unknown keys are an error:
+#   needs=deb|rpm|none   the package the guest must be given (none: harness self-tests)
+#   after=A,B            scenarios that must run before it (added when it is asked alone)
+#   boot=1|2             1: first boot; 2: ordered after every boot-1 scenario (it runs in
+#                        the second boot when a reboot=1 scenario is planned before it)
+#   reboot=1             the guest reboots (a real `systemctl reboot`) right before it
+#   order=N              position inside its boot, ascending (ties: by name)
+#   dists=all|D,D        the dists it applies to
+#   qemu=1               needs the real kernel (AppArmor): left out with --nspawn
+#   default=0            only run when asked for with --scenario (harness self-tests)
+SCEN_DIR=$HERE/guest/scenarios
+declare -A S_NEEDS S_AFTER S_BOOT S_REBOOT S_ORDER S_DISTS S_QEMU S_DEFAULT
+ALL_SCENARIOS=""
+load_scenarios() {
+  local f name hdr kv k v
+  for f in "$SCEN_DIR"/*.sh; do
+    name=$(basename "$f" .sh)
+    hdr=$(grep -m1 '^# vm:' "$f" || true)
+    [ -n "$hdr" ] || { echo "$f: no '# vm:' header line" >&2; exit 2; }
+    S_NEEDS[$name]=deb S_AFTER[$name]="" S_BOOT[$name]=1 S_REBOOT[$name]=0 S_ORDER[$name]=50
+    S_DISTS[$name]=all S_QEMU[$name]=0 S_DEFAULT[$name]=1
+    for kv in ${hdr#"# vm:"}; do
+      k=${kv%%=*} v=${kv#*=}
+      case "$k" in
+        needs) case "$v" in deb|rpm|none) S_NEEDS[$name]=$v;; *) echo "$f: needs=$v" >&2; exit 2;; esac;;
+        after) S_AFTER[$name]=${v//,/ };;
+        boot) case "$v" in 1|2) S_BOOT[$name]=$v;; *) echo "$f: boot=$v" >&2; exit 2;; esac;;
+        reboot) S_REBOOT[$name]=$v;;
+        order) S_ORDER[$name]=$v;;
+        dists) S_DISTS[$name]=${v//,/ };;
+        qemu) S_QEMU[$name]=$v;;
+        default) S_DEFAULT[$name]=$v;;
+        *) echo "$f: unknown header key '$k'" >&2; exit 2;;
+      esac
+    done
+    ALL_SCENARIOS+=" $name"
+  done
+  # Boot order: boot, then order, then name.
+  ALL_SCENARIOS=$(for name in $ALL_SCENARIOS; do
+    printf '%s %03d %s\n' "${S_BOOT[$name]}" "${S_ORDER[$name]}" "$name"; done | sort | awk '{ print $3 }' | tr '\n' ' ')
+}
+load_scenarios
+
 DISTS=()
 SCENARIOS=()
 KEEP=0
 NSPAWN=0
+PLAN_ONLY=0
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  echo "Scenarios: $ALL_SCENARIOS (rpm: trixie only), and the harness self-tests"
-  echo "           harness, harness-fail, harness-hang, harness-reboot (no package needed)."
+  local name
+  echo "Scenarios (boot order; from guest/scenarios/*.sh):"
+  for name in $ALL_SCENARIOS; do
+    printf '  %-15s needs=%s boot=%s dists=%s%s%s\n' "$name" "${S_NEEDS[$name]}" "${S_BOOT[$name]}" \
+      "${S_DISTS[$name]// /,}" "$([ "${S_QEMU[$name]}" = 1 ] && echo ' qemu')" \
+      "$([ "${S_DEFAULT[$name]}" = 0 ] && echo ' (only when asked for)')"
+  done
 }
-ALL_SCENARIOS="install guide reload watchdog crash startlimit security reboot lifecycle rpm no-denials"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dist) shift; case "${1:-}" in all) DISTS=(bookworm trixie);; bookworm|trixie) DISTS+=("$1");; *) usage >&2; exit 2;; esac;;
+    --dist) shift
+      case " all ${ALL_DISTS[*]} " in *" ${1:-} "*) ;; *) usage >&2; exit 2;; esac
+      if [ "$1" = all ]; then DISTS=("${ALL_DISTS[@]}"); else DISTS+=("$1"); fi;;
     --dist=*) set -- --dist "${1#--dist=}" "${@:2}"; continue;;
     --scenario) shift; [ -n "${1:-}" ] || { usage >&2; exit 2; }; IFS=', ' read -r -a s <<<"$1"; SCENARIOS+=("${s[@]}");;
     --scenario=*) set -- --scenario "${1#--scenario=}" "${@:2}"; continue;;
     --keep) KEEP=1;;
     --nspawn) NSPAWN=1;;
+    --plan) PLAN_ONLY=1;;
     -h|--help) usage; exit 0;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2;;
   esac
   shift
 done
-[ ${#DISTS[@]} -gt 0 ] || DISTS=(bookworm trixie)
+[ ${#DISTS[@]} -gt 0 ] || DISTS=("${ALL_DISTS[@]}")
 for s in "${SCENARIOS[@]}"; do
-  case " $ALL_SCENARIOS harness harness-fail harness-hang harness-reboot " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; usage >&2; exit 2;; esac
+  case " $ALL_SCENARIOS " in *" $s "*) ;; *) echo "unknown scenario: $s" >&2; usage >&2; exit 2;; esac
 done
 
 TIMEOUT=${ONEIRIC_VM_TIMEOUT:-1800}
@@ -60,43 +123,56 @@ MEM=${ONEIRIC_VM_MEM:-2048}
 RUNROOT=${ONEIRIC_VM_RUNROOT:-/var/tmp/oneiric-vm-run}
 CACHE_ROOT=${ONEIRIC_VM_CACHE:-/var/tmp/oneiric-vm-cache}
 
-log() { echo "[vm] $*" >&2; }
-
 # ------------------------------------------------------------------ plan
-# Scenarios of one dist in boot order. "reboot" reboots the guest: what follows runs in
-# the second boot. A scenario asked for alone gets what it needs before it.
+applies() { # applies NAME DIST -> the scenario runs on DIST (and in this mode)
+  case " ${S_DISTS[$1]} " in *" all "*|*" $2 "*) ;; *) return 1;; esac
+  [ $NSPAWN = 0 ] || [ "${S_QEMU[$1]}" != 1 ]
+}
+# Scenarios of one dist in boot order. A scenario asked for alone gets what it needs
+# (after=) before it; one that does not apply to the dist is left out with a note.
 plan_for() {
-  local dist=$1 out=() s
+  local dist=$1 name want=" " a
   if [ ${#SCENARIOS[@]} -eq 0 ]; then
-    for s in $ALL_SCENARIOS; do
-      [ "$s" = rpm ] && [ "$dist" != trixie ] && continue
-      [ $NSPAWN = 1 ] && case "$s" in security|no-denials) continue;; esac
-      out+=("$s")
+    for name in $ALL_SCENARIOS; do
+      [ "${S_DEFAULT[$name]}" = 1 ] && applies "$name" "$dist" && want+="$name "
     done
   else
-    for s in $ALL_SCENARIOS harness harness-fail harness-hang harness-reboot; do
-      case " ${SCENARIOS[*]} " in *" $s "*) ;; *) continue;; esac
-      [ "$s" = rpm ] && [ "$dist" != trixie ] && { log "rpm runs on trixie only; skipped on $dist"; continue; }
-      [ $NSPAWN = 1 ] && case "$s" in security|no-denials|harness*) log "$s needs QEMU; skipped with --nspawn"; continue;; esac
-      case "$s" in
-        guide|reload|watchdog|crash|startlimit|security|reboot|no-denials)
-          case " ${out[*]} " in *" install "*) ;; *) out+=(install);; esac;;
-      esac
-      out+=("$s")
+    for name in "${SCENARIOS[@]}"; do
+      if ! applies "$name" "$dist"; then
+        log "$name does not run on $dist$([ $NSPAWN = 1 ] && echo ' or with --nspawn'); left out there"
+        continue
+      fi
+      want+="$name "
+      for a in ${S_AFTER[$name]}; do
+        applies "$a" "$dist" && want+="$a "
+      done
     done
   fi
+  local out=()
+  for name in $ALL_SCENARIOS; do
+    case "$want" in *" $name "*) out+=("$name");; esac
+  done
   echo "${out[*]}"
 }
-needs() { # needs WHAT PLAN -> true if a scenario of PLAN needs deb|rpm
-  local what=$1 s; shift
-  for s in $*; do
-    case "$what:$s" in
-      deb:harness*|rpm:harness*) ;;
-      deb:rpm) ;;
-      deb:*) return 0;;
-      rpm:rpm) return 0;;
-    esac
+# Index in PLAN of the first reboot=1 scenario: the guest reboots before it (none: -1).
+reboot_at() {
+  local i=0 name
+  for name in "$@"; do
+    [ "${S_REBOOT[$name]}" = 1 ] && { echo "$i"; return; }
+    i=$((i + 1))
   done
+  echo -1
+}
+if [ "$PLAN_ONLY" = 1 ]; then
+  for d in "${DISTS[@]}"; do
+    read -r -a p <<<"$(plan_for "$d")"
+    echo "$d: ${p[*]} (reboot before #$(reboot_at "${p[@]}"))"
+  done
+  exit 0
+fi
+needs() { # needs deb|rpm NAME... -> true if one of the scenarios needs that package
+  local what=$1 name; shift
+  for name in "$@"; do [ "${S_NEEDS[$name]}" = "$what" ] && return 0; done
   return 1
 }
 
@@ -133,6 +209,7 @@ for d in "${DISTS[@]}"; do
   setsid bash "$HERE/build-image.sh" "$d" >"$RUNROOT/build-image-$d.log" 2>&1 </dev/null &
   PREBUILD+=($!)
 done
+# shellcheck disable=SC2317 # run from the EXIT trap
 stop_prebuild() {
   local p
   for p in "${PREBUILD[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
@@ -141,16 +218,16 @@ trap stop_prebuild EXIT
 trap 'exit 130' INT TERM HUP
 
 # -------------------------------------------------------------- packages
-ALL_PLANS=""
-for d in "${DISTS[@]}"; do ALL_PLANS+=" $(plan_for "$d")"; done
+ALL_PLANS=()
+for d in "${DISTS[@]}"; do read -r -a p <<<"$(plan_for "$d")"; ALL_PLANS+=("${p[@]}"); done
 PKG_ERR=""
 DEB=${DEB:-}
 RPM=${RPM:-}
-if needs deb $ALL_PLANS && [ -z "$DEB" ]; then
+if needs deb "${ALL_PLANS[@]}" && [ -z "$DEB" ]; then
   if [ -x "$REPO/packaging/build-deb.sh" ] || [ -f "$REPO/packaging/build-deb.sh" ]; then
     log "building the .deb: packaging/build-deb.sh"
-    if out=$(cd "$REPO" && bash packaging/build-deb.sh 2>"$RUNROOT.build-deb.log"); then
-      DEB=$(printf '%s\n' "$out" | grep '\.deb$' | tail -n1)
+    if built=$(cd "$REPO" && bash packaging/build-deb.sh 2>"$RUNROOT.build-deb.log"); then
+      DEB=$(printf '%s\n' "$built" | grep '\.deb$' | tail -n1)
     else
       tail -n 30 "$RUNROOT.build-deb.log" >&2
     fi
@@ -159,11 +236,11 @@ if needs deb $ALL_PLANS && [ -z "$DEB" ]; then
     PKG_ERR="no .deb: set DEB=/path/to.deb or provide packaging/build-deb.sh"
   fi
 fi
-if needs rpm $ALL_PLANS && [ -z "$RPM" ]; then
+if needs rpm "${ALL_PLANS[@]}" && [ -z "$RPM" ]; then
   if [ -f "$REPO/packaging/build-rpm.sh" ]; then
     log "building the .rpm: packaging/build-rpm.sh"
-    if out=$(cd "$REPO" && bash packaging/build-rpm.sh 2>"$RUNROOT.build-rpm.log"); then
-      RPM=$(printf '%s\n' "$out" | grep '\.rpm$' | tail -n1)
+    if built=$(cd "$REPO" && bash packaging/build-rpm.sh 2>"$RUNROOT.build-rpm.log"); then
+      RPM=$(printf '%s\n' "$built" | grep '\.rpm$' | tail -n1)
     else
       tail -n 30 "$RUNROOT.build-rpm.log" >&2
     fi
@@ -176,7 +253,8 @@ fi
 [ -n "$DEB" ] && log "deb: $DEB"
 [ -n "$RPM" ] && log "rpm: $RPM"
 
-# The upgrade test needs an older package: the same .deb repacked with a lower version.
+# The upgrade tests need an older package: the same package repacked with a lower
+# version, same files and scripts (so the upgrade runs exactly the new scripts).
 make_old_deb() { # make_old_deb IN OUT
   local tmp ver old
   tmp=$(mktemp -d)
@@ -188,19 +266,69 @@ make_old_deb() { # make_old_deb IN OUT
   dpkg-deb --root-owner-group -Zxz -b "$tmp/x" "$2" >/dev/null
   rm -rf "$tmp"
 }
+# The .rpm: rebuilt with Debian's rpmbuild from its own payload, file attributes, config
+# flags, scriptlets and requires, at version VERSION~vmtest.old ('~' sorts lower in rpm too).
+make_old_rpm() { # make_old_rpm IN OUT
+  local tmp in=$1 tag body
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/root" "$tmp/top"
+  (cd "$tmp/root" && rpm2cpio "$in" | cpio -idm --quiet)
+  q() { rpm -qp --qf "$1" "$in" 2>/dev/null; }
+  {
+    echo "Name: $(q '%{NAME}')"
+    echo "Version: $(q '%{VERSION}')~vmtest.old"
+    echo "Release: $(q '%{RELEASE}')"
+    echo "Summary: $(q '%{SUMMARY}')"
+    echo "License: $(q '%{LICENSE}')"
+    echo "AutoReqProv: no"
+    rpm -qp --requires "$in" 2>/dev/null | grep -v '^rpmlib(' | sed 's/^/Requires: /'
+    echo "%global __os_install_post %{nil}"
+    echo "%global _build_id_links none"
+    echo "%description"
+    q '%{DESCRIPTION}'; echo
+    for tag in PREIN:pre POSTIN:post PREUN:preun POSTUN:postun; do
+      body=$(q "%{${tag%%:*}}")
+      if [ -n "$body" ] && [ "$body" != "(none)" ]; then
+        echo "%${tag#*:} -p /bin/sh"
+        printf '%s\n' "$body"
+      fi
+    done
+    echo "%files"
+    # mode user group flags path -> %attr(...) [%config(noreplace)] [%doc] path
+    rpm -qp --qf '[%{FILEMODES:octal} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$in" 2>/dev/null |
+      awk '{ m = substr($1, length($1) - 3); c = ""; if ($4 ~ /c/) c = ($4 ~ /n/) ? "%config(noreplace) " : "%config "
+             printf "%%attr(%s,%s,%s) %s%s\n", m, $2, $3, c, $5 }'
+  } >"$tmp/old.spec"
+  rpmbuild -bb --quiet --define "_topdir $tmp/top" --define "_rpmdir $tmp/out" \
+    --define '_binary_payload w9.xzdio' --buildroot "$tmp/root" "$tmp/old.spec" >"$tmp/rpmbuild.log" 2>&1 ||
+    { cat "$tmp/rpmbuild.log" >&2; rm -rf "$tmp"; return 1; }
+  mv "$(find "$tmp/out" -name '*.rpm' | head -n 1)" "$2"
+  rm -rf "$tmp"
+}
+OLD_DEB=""
+OLD_RPM=""
+if [ -n "$DEB" ]; then
+  OLD_DEB=$RUNROOT/oneiric-old.deb
+  make_old_deb "$DEB" "$OLD_DEB" || { log "could not repack $DEB with a lower version"; OLD_DEB=""; }
+fi
+if [ -n "$RPM" ]; then
+  OLD_RPM=$RUNROOT/oneiric-old.rpm
+  ensure_tool rpmbuild rpm
+  ensure_tool cpio cpio
+  make_old_rpm "$RPM" "$OLD_RPM" || { log "could not rebuild $RPM with a lower version"; OLD_RPM=""; }
+fi
 
 # ------------------------------------------------------------- the guests
 mkdir -p "$RUNROOT"
-PASSED=0
-FAILED=0
 W=""
 TPID=""
+# shellcheck disable=SC2317 # run from the EXIT trap
 cleanup() {
   local rc=$?
   stop_qemu
   stop_prebuild
-  if [ -n "$W" ] && [ -d "$W" ] && [ $KEEP -eq 0 ]; then rm -rf "$W"; fi
-  exit $rc
+  if [ -n "$W" ] && [ -d "$W" ] && [ "$KEEP" -eq 0 ]; then rm -rf "$W"; fi
+  exit "$rc"
 }
 stop_qemu() {
   # The outer `timeout` and QEMU (pid file); QEMU starts no helper of its own here
@@ -213,7 +341,7 @@ stop_qemu() {
   fi
   if [ -n "$TPID" ]; then kill -KILL "$TPID" 2>/dev/null || true; wait "$TPID" 2>/dev/null || true; fi
   TPID=""
-  [ $NSPAWN = 1 ] && kill_container || true
+  if [ $NSPAWN = 1 ]; then kill_container; fi
 }
 kill_container() {
   # Every process whose root is our container's rootfs (nspawn killed by a signal may
@@ -225,10 +353,8 @@ kill_container() {
     r=$(readlink "$p/root" 2>/dev/null) || continue
     [ "$r" = "$W/rootfs" ] && kill -KILL "${p#/proc/}" 2>/dev/null
   done
-  local top
-  for top in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name payload -o -name supervisor \) 2>/dev/null); do
-    find "$top" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-  done
+  find /sys/fs/cgroup -maxdepth 2 -type d \( -name payload -o -name supervisor \) \
+    -exec find {} -depth -type d -exec rmdir {} \; \; 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM HUP
@@ -236,9 +362,9 @@ trap 'log "interrupted"; exit 130' INT TERM HUP
 report() { # report DIST NAME STATUS [DETAILS-FILE...]
   local dist=$1 name=$2 status=$3; shift 3
   if [ "$status" = PASS ]; then
-    echo "PASS $dist/$name"; PASSED=$((PASSED + 1))
+    t_pass "$dist/$name"
   else
-    echo "FAIL $dist/$name: $status"; FAILED=$((FAILED + 1))
+    t_fail "$dist/$name" "$status"
     local f
     for f in "$@"; do
       [ -s "$f" ] || continue
@@ -250,6 +376,7 @@ report() { # report DIST NAME STATUS [DETAILS-FILE...]
 
 qemu_args() { # qemu_args IMAGE-DIR WORK-DIR [EXTRA-KERNEL-ARGS]
   local img=$1 w=$2 extra=${3:-}
+  # shellcheck disable=SC2054 # the commas are QEMU's option syntax, not array separators
   local args=(
     qemu-system-x86_64 -name "oneiric-vm" -accel tcg -cpu max
     -smp "$SMP" -m "$MEM" -nodefaults -no-user-config -display none -monitor none
@@ -296,10 +423,12 @@ run_nspawn() { # the --nspawn variant of the boot loop: sets rc and boot
 }
 
 run_dist() {
-  local dist=$1 plan img t0 boot rc deadline left serial
+  local dist=$1 plan plan_a img t0 boot rc deadline left serial
   plan=$(plan_for "$dist")
+  [ -n "$plan" ] || { log "$dist: no scenario applies; no guest booted"; return; }
   t0=$SECONDS
-  if [ -n "$PKG_ERR" ] && needs deb $plan; then
+  read -r -a plan_a <<<"$plan"
+  if [ -n "$PKG_ERR" ] && needs deb "${plan_a[@]}"; then
     for s in $plan; do report "$dist" "$s" "$PKG_ERR"; done
     return
   fi
@@ -315,12 +444,16 @@ run_dist() {
   cp -r "$HERE/guest" "$W/payload/guest"
   if [ -n "$DEB" ]; then
     cp "$DEB" "$W/payload/pkgs/oneiric.deb"
-    case " $plan " in *" lifecycle "*) make_old_deb "$DEB" "$W/payload/pkgs/oneiric-old.deb";; esac
+    [ -z "$OLD_DEB" ] || cp "$OLD_DEB" "$W/payload/pkgs/oneiric-old.deb"
   fi
-  [ -n "$RPM" ] && cp "$RPM" "$W/payload/pkgs/oneiric.rpm"
+  if [ -n "$RPM" ]; then
+    cp "$RPM" "$W/payload/pkgs/oneiric.rpm"
+    [ -z "$OLD_RPM" ] || cp "$OLD_RPM" "$W/payload/pkgs/oneiric-old.rpm"
+  fi
   {
     echo "DIST=$dist"
     echo "PLAN='$plan'"
+    echo "REBOOT_AT=$(reboot_at "${plan_a[@]}")"
     echo "SCENARIO_TIMEOUT=$SCENARIO_TIMEOUT"
   } >"$W/payload/config"
   tar -C "$W/payload" -cf "$W/payload.tar" .
@@ -408,32 +541,35 @@ run_dist() {
 }
 
 T_ALL=$SECONDS
-# nspawn runs share the host's cgroups without a host systemd: one at a time.
-if [ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] && [ $NSPAWN = 0 ] && [ ${#DISTS[@]} -gt 1 ]; then
-  # One guest per dist at the same time: each has one vCPU, the host has two cores.
+# Guests run in parallel, at most ONEIRIC_VM_JOBS at a time (default: the host's cores;
+# each guest has one vCPU). nspawn runs share the host's cgroups without a host systemd:
+# one at a time.
+JOBS=${ONEIRIC_VM_JOBS:-$(nproc 2>/dev/null || echo 2)}
+[ "${ONEIRIC_VM_PARALLEL:-1}" = 1 ] || JOBS=1
+[ $NSPAWN = 0 ] || JOBS=1
+if [ "$JOBS" -gt 1 ] && [ ${#DISTS[@]} -gt 1 ]; then
   CHILDREN=()
+  running() { local c n=0; for c in "${CHILDREN[@]}"; do kill -0 "$c" 2>/dev/null && n=$((n + 1)); done; echo "$n"; }
   for d in "${DISTS[@]}"; do
+    while [ "$(running)" -ge "$JOBS" ]; do sleep 5; done
     (
       W=""; TPID=""
-      trap 'stop_qemu; if [ -n "$W" ] && [ -d "$W" ] && [ $KEEP -eq 0 ]; then rm -rf "$W"; fi' EXIT
+      trap 'stop_qemu; if [ -n "$W" ] && [ -d "$W" ] && [ "$KEEP" -eq 0 ]; then rm -rf "$W"; fi' EXIT
       trap 'exit 143' TERM INT HUP
       run_dist "$d"
     ) >"$RUNROOT/report-$d.$$" &
     CHILDREN+=($!)
+    trap 'log "interrupted"; kill -TERM "${CHILDREN[@]}" 2>/dev/null; wait; rm -f "$RUNROOT"/report-*."$$"; exit 130' INT TERM HUP
   done
-  trap 'log "interrupted"; kill -TERM "${CHILDREN[@]}" 2>/dev/null; wait; rm -f "$RUNROOT"/report-*."$$"; exit 130' INT TERM HUP
   wait "${CHILDREN[@]}" || true
   trap 'log "interrupted"; exit 130' INT TERM HUP
   for d in "${DISTS[@]}"; do
     f="$RUNROOT/report-$d.$$"
-    cat "$f"
-    PASSED=$((PASSED + $(grep -c '^PASS ' "$f" || true)))
-    FAILED=$((FAILED + $(grep -c '^FAIL ' "$f" || true)))
+    t_absorb "$f"
     rm -f "$f"
   done
 else
   for d in "${DISTS[@]}"; do run_dist "$d"; done
 fi
 log "all guests: $((SECONDS - T_ALL)) s"
-echo "$PASSED passed, $FAILED failed"
-[ $FAILED -eq 0 ]
+t_finish

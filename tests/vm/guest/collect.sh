@@ -14,7 +14,7 @@ if [ "${1:-}" = --quick ]; then
   [ -b "$DISK" ] && tar -C "$STATE" -cf "$DISK" results && sync
   exit 0
 fi
-export SYSTEMD_PAGER= SYSTEMD_COLORS=0
+export SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 journalctl --no-pager -o short-precise >"$OUT/journal.txt" 2>&1
 journalctl --no-pager -o short-precise _TRANSPORT=kernel >"$OUT/kernel.txt" 2>&1
 dmesg >"$OUT/dmesg.txt" 2>&1 || true

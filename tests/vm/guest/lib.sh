@@ -1,4 +1,7 @@
+# shellcheck shell=bash
 # Helpers for the scenarios, sourced inside the guest (bash). No python: curl + shell.
+# Guest side only: the host's PASS/FAIL/summary helpers are tests/lib.sh; here a scenario
+# only fails (with a reason for the host to print) or returns.
 #
 # A scenario is a bash file run by suite.sh in its own process with `set -euo pipefail`
 # and xtrace to its log. It fails by calling `fail "reason"` (or by any command failing,
@@ -9,16 +12,18 @@
 VMTEST=/vmtest
 PKGS=$VMTEST/pkgs
 STATE=/var/lib/vmtest          # survives the reboot
+# shellcheck disable=SC2034 # used by suite.sh and the scenarios that source this file
 RESULTS=$STATE/results
 UNIT=oneiric.service
 # The packaged manifest (ExecStart= --manifest) and settings directory.
+# shellcheck disable=SC2034 # used by the scenarios
 MANIFEST=/etc/oneiric/manifest.yaml
 CONF=/etc/oneiric
 HTTP=http://127.0.0.1:9090
 # Slack for software emulation on top of what systemd's timers promise.
 SLACK=${SLACK:-25}
 
-export SYSTEMD_PAGER= SYSTEMD_COLORS=0 PAGER=cat DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+export SYSTEMD_PAGER='' SYSTEMD_COLORS=0 PAGER=cat DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 
 fail() {
   # The first reason wins; a later one (e.g. from cleanup) is appended.

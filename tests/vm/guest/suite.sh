@@ -2,10 +2,13 @@
 # Runs in the guest at every boot (vmtest.service -> vmtest-hook), from the payload
 # disk unpacked at /vmtest. Runs the scenarios of /vmtest/config's PLAN in order, one
 # result file each under /var/lib/vmtest/results, then saves everything to the results
-# disk and powers off. The scenario "reboot" splits the run: the guest reboots there and
-# the second boot continues after it (state in /var/lib/vmtest survives the reboot).
+# disk and powers off. REBOOT_AT (run.sh: the first scenario whose header says reboot=1)
+# splits the run: the guest reboots before that scenario and the second boot continues
+# with it (state in /var/lib/vmtest survives the reboot).
 set -u
-. /vmtest/config            # DIST, PLAN, SCENARIO_TIMEOUT
+# shellcheck source=/dev/null # written by run.sh: DIST, PLAN, REBOOT_AT, SCENARIO_TIMEOUT
+. /vmtest/config
+# shellcheck source=tests/vm/guest/lib.sh
 . /vmtest/guest/lib.sh
 
 mkdir -p "$RESULTS"
@@ -20,7 +23,7 @@ trap 'exit 0' TERM   # a reboot we asked for stops us; that is not a failure
 i=0
 for name in $PLAN; do
   if [ $i -lt "$NEXT" ]; then i=$((i + 1)); continue; fi
-  if { [ "$name" = reboot ] || [ "$name" = harness-reboot ]; } && [ ! -e "$STATE/rebooted" ]; then
+  if [ "$i" = "${REBOOT_AT:--1}" ] && [ ! -e "$STATE/rebooted" ]; then
     # Phase 1 ends: remember where to go on, then reboot for real.
     echo "$BOOT" >"$STATE/boot-before-reboot"
     echo "$i" >"$STATE/next"
@@ -38,6 +41,7 @@ for name in $PLAN; do
   rm -f "$REASON_FILE"
   start=$(date +%s)
   echo "vmtest: >>> $name" >/dev/console
+  # shellcheck disable=SC2016 # the script is for the inner bash: its $ expand there
   timeout -k 10 "${SCENARIO_TIMEOUT:-480}" /bin/bash -c '
     set -euo pipefail
     exec 2>>"$1" 1>&2
@@ -79,7 +83,7 @@ for name in $PLAN; do
   /bin/bash /vmtest/guest/collect.sh --quick
 done
 
-echo done >"$STATE/finished"
+echo "done" >"$STATE/finished"
 /bin/bash /vmtest/guest/collect.sh
 echo "vmtest: all done, powering off" >/dev/console
 systemctl --no-block poweroff

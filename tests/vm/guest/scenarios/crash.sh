@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=50 dists=all
 # 4b. Crash (SIGKILL): restarted, with the lifecycle state (pause, drain) intact.
 systemctl reset-failed oneiric
 wait_healthy 60
@@ -27,4 +29,4 @@ oneiric activity
 trap - EXIT
 oneiric pause adapter cache --resume
 oneiric drain service status --clear
-entry_flag cache paused && fail "resume did not take" || true
+if entry_flag cache paused; then fail "resume did not take"; fi

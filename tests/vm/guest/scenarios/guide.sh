@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=20 dists=all
 # 2. The deployment guide's checks, on the packaged paths.
 ver=$(installed_version); upstream=${ver%%-*}; upstream=${upstream%%~*}
 # `sudo -u oneiric oneiric health --probe`
@@ -37,4 +39,4 @@ expect_eq "POST /v1/status" "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$
 # Listens on loopback only.
 ss -Hltn 'sport = :9090' | tee "$STATE/ss.txt"
 grep -q '127.0.0.1:9090' "$STATE/ss.txt" || fail "not listening on 127.0.0.1:9090"
-grep -qv '127.0.0.1:9090' "$STATE/ss.txt" && fail "listening on more than 127.0.0.1:9090" || true
+if grep -qv '127.0.0.1:9090' "$STATE/ss.txt"; then fail "listening on more than 127.0.0.1:9090"; fi

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=none boot=2 reboot=1 order=80 dists=all qemu=1 default=0
 # Harness self-test: the guest rebooted (a second QEMU boot of the same disk) and the
 # suite went on after the reboot point.
 before=$(cat "$STATE/boot-before-reboot")

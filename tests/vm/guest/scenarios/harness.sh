@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=none boot=1 order=80 dists=all qemu=1 default=0
 # Harness self-test (needs no package): the guest booted a real systemd as PID 1 with
 # AppArmor enabled, the payload arrived and results can leave.
 expect_eq "PID 1" "$(cat /proc/1/comm)" systemd
@@ -10,4 +12,4 @@ systemctl --version | head -n1
 . /etc/os-release
 case "$DIST:$VERSION_CODENAME" in bookworm:bookworm|trixie:trixie) ;; *) fail "guest is $VERSION_CODENAME, expected $DIST";; esac
 # No network beyond loopback.
-ip -o link | grep -v ' lo:' && fail "guest has a network interface" || true
+if ip -o link | grep -v ' lo:'; then fail "guest has a network interface"; fi

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb boot=1 order=10 dists=all
 # 1. Install the .deb: user and group, directory owners and modes, unit enabled and
 #    active, READY reached, `systemctl status` shows the service's STATUS= line.
 deb=$(deb_path)
@@ -40,7 +42,8 @@ check_dir() { # check_dir PATH OWNER MODE
 }
 check_dir /var/lib/oneiric oneiric:oneiric "$(prop StateDirectoryMode)"
 check_dir /var/cache/oneiric oneiric:oneiric "$(prop CacheDirectoryMode)"
-check_dir /var/log/oneiric oneiric:oneiric "$(prop LogsDirectoryMode)"
+# No logs directory: the service logs to journald only.
+[ ! -e /var/log/oneiric ] || fail "/var/log/oneiric exists; nothing should create it"
 check_dir /run/oneiric oneiric:oneiric "$(prop RuntimeDirectoryMode)"
 check_dir /etc/oneiric root:oneiric 0750
 # Settings 0640 root:oneiric, environment file 0600 root:root (packaging's tmpfiles.d).

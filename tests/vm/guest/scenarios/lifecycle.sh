@@ -1,6 +1,9 @@
+# shellcheck shell=bash
+# vm: needs=deb boot=2 order=20 dists=all
 # 8. Lifecycle: install the previous version, edit a setting, upgrade (edit kept, service
-#    restarted, state kept); remove (stopped, config kept); purge (config, state, cache,
-#    logs gone, AppArmor profile unloaded).
+#    restarted, state kept); remove (stopped, config kept); purge (config, state and
+#    cache gone, AppArmor profile unloaded). Nothing makes /var/log/oneiric (journald has
+#    the logs): checked absent throughout.
 new=$(deb_path)
 old=$PKGS/oneiric-old.deb
 [ -f "$old" ] || fail "no lower-version .deb in the payload"
@@ -37,24 +40,26 @@ wait_healthy 90
 [ "$(main_pid)" != "$pid" ] || fail "service not restarted by the upgrade (MainPID $pid unchanged)"
 grep -q '^# edited by the VM test' /etc/oneiric/adapters.yml || fail "upgrade replaced the edited adapters.yml"
 ls /etc/oneiric/
-ls /etc/oneiric/ | grep -E '\.dpkg-(dist|new|old)$' && fail "dpkg left conffile copies in /etc/oneiric" || true
+copies=$(find /etc/oneiric -maxdepth 1 -regextype posix-extended -regex '.*\.dpkg-(dist|new|old)$')
+[ -z "$copies" ] || fail "dpkg left conffile copies in /etc/oneiric: $copies"
 expect_eq "served local candidate after upgrade" "$(http_get /v1/resolve/adapter/vmtest-edit | json_field provider)" edited
 oneiric status --json | tr -d ' \n' | grep '"key":"cache"[^}]*"paused":true' >/dev/null || fail "pause of adapter/cache lost across the upgrade"
 
 apt-get remove -y oneiric </dev/null || fail "apt-get remove failed"
-is_active && fail "service still active after remove" || true
-pgrep -x oneiric && fail "oneiric process left after remove" || true
+if is_active; then fail "service still active after remove"; fi
+if pgrep -x oneiric; then fail "oneiric process left after remove"; fi
 [ ! -e /usr/bin/oneiric ] || fail "/usr/bin/oneiric still there after remove"
 expect_eq "dpkg status after remove" "$(dpkg-query -W -f '${Status}' oneiric)" "deinstall ok config-files"
 grep -q '^# edited by the VM test' /etc/oneiric/adapters.yml || fail "remove lost the edited adapters.yml"
 [ -f "$MANIFEST" ] || fail "remove deleted $MANIFEST"
 
 apt-get purge -y oneiric </dev/null || fail "apt-get purge failed"
-dpkg-query -W oneiric >/dev/null 2>&1 && fail "package still known to dpkg after purge" || true
-for d in /etc/oneiric /var/lib/oneiric /var/cache/oneiric /var/log/oneiric; do
-  [ ! -e "$d" ] || fail "$d still there after purge: $(ls -la "$d" | head -n 5 | tr '\n' ' ')"
+if dpkg-query -W oneiric >/dev/null 2>&1; then fail "package still known to dpkg after purge"; fi
+for d in /etc/oneiric /var/lib/oneiric /var/cache/oneiric; do
+  [ ! -e "$d" ] || fail "$d still there after purge: $(find "$d" -maxdepth 1 | head -n 5 | tr '\n' ' ')"
 done
-grep -E '^(oneiric|/usr/bin/oneiric) \(' /sys/kernel/security/apparmor/profiles && fail "AppArmor profile still loaded after purge" || true
+[ ! -e /var/log/oneiric ] || fail "/var/log/oneiric exists (nothing should create it)"
+if grep -E '^(oneiric|/usr/bin/oneiric) \(' /sys/kernel/security/apparmor/profiles; then fail "AppArmor profile still loaded after purge"; fi
 [ ! -e /etc/apparmor.d/usr.bin.oneiric ] || fail "/etc/apparmor.d/usr.bin.oneiric still there after purge"
-systemctl cat oneiric.service >/dev/null 2>&1 && fail "unit file still there after purge" || true
+if systemctl cat oneiric.service >/dev/null 2>&1; then fail "unit file still there after purge"; fi
 true

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=2 order=90 dists=all qemu=1
 # 6b. No apparmor="DENIED" in the kernel log across all scenarios and boots. The audit
 #     path is proven to work by the profile load messages (apparmor="STATUS").
 j="$(journalctl --no-pager -o cat _TRANSPORT=kernel)

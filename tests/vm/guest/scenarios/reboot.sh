@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=2 reboot=1 order=10 dists=all
 # 7. Reboot: the service comes back at boot by itself.
 before=$(cat "$STATE/boot-before-reboot")
 now=$(cat /proc/sys/kernel/random/boot_id)

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=30 dists=all
 # 3. Reload: new manifest -> `systemctl reload` succeeds and the new resolution is served;
 #    broken manifest -> `systemctl reload` fails, the service stays up and serves the old one.
 pid=$(main_pid)

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=rpm boot=2 order=30 dists=trixie
 # 9. The .rpm in a Debian 13 guest with Debian's rpm (--nodeps: the rpm database here
 #    knows no system package). Scriptlets create the user, enable and start the unit;
 #    erase stops it and removes its files.
@@ -22,14 +24,14 @@ expect_eq "owner/mode of /etc/oneiric/environment" "$(stat -c '%U:%G %a' /etc/on
 files=$(rpm -ql oneiric)
 
 rpm -e oneiric || fail "rpm -e exited $?"
-is_active && fail "service still active after rpm -e" || true
-pgrep -x oneiric && fail "oneiric process left after rpm -e" || true
-rpm -q oneiric && fail "package still in the rpm database" || true
+if is_active; then fail "service still active after rpm -e"; fi
+if pgrep -x oneiric; then fail "oneiric process left after rpm -e"; fi
+if rpm -q oneiric; then fail "package still in the rpm database"; fi
 left=""
 for f in $files; do
   case "$f" in /etc/*) continue;; esac     # %config(noreplace) may be kept as .rpmsave
   if [ -f "$f" ] || [ -L "$f" ]; then left="$left $f"; fi
 done
 [ -z "$left" ] || fail "files left after rpm -e:$left"
-systemctl cat oneiric.service >/dev/null 2>&1 && fail "unit still known after rpm -e" || true
+if systemctl cat oneiric.service >/dev/null 2>&1; then fail "unit still known after rpm -e"; fi
 true

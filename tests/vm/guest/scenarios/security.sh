@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=70 dists=all qemu=1
 # 6. `systemd-analyze security` at or below 1.5; AppArmor profile loaded in enforce
 #    mode, the service confined, no apparmor="DENIED" so far.
 wait_healthy 60

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=60 dists=all
 # 5. Start limit: a service whose ExecStartPre probe fails ends `failed` after
 #    StartLimitBurst starts, with the probe's reason in the journal.
 systemctl reset-failed oneiric

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=40 dists=all
 # 4a. Watchdog: freeze the main process; systemd kills it and restarts the service
 #     within WatchdogSec + RestartSec, and the journal says why.
 systemctl reset-failed oneiric      # start-limit counter from earlier scenarios
@@ -19,4 +21,4 @@ echo "$j"
 grep -q "Watchdog timeout" <<<"$j" || fail "journal does not say 'Watchdog timeout'"
 grep -q "Failed with result 'watchdog'" <<<"$j" || fail "journal does not say \"Failed with result 'watchdog'\""
 expect_eq "NRestarts" "$(prop NRestarts)" $((n0 + 1))
-[ -d "/proc/$pid" ] && fail "frozen process $pid still exists" || true
+if [ -d "/proc/$pid" ]; then fail "frozen process $pid still exists"; fi
