@@ -17,7 +17,9 @@
 #   - LogLevelMax=debug when the log level is debug or trace (the drop-in caps it at info)
 #   - AppArmorProfile=<profile> when security.apparmor.enable is set
 # Settings live where the packages put them, /etc/oneiric/<section>.yml, rendered from
-# `settings` and checked with `oneiric check` at build time.
+# `settings` and checked with `oneiric check` at build time; the files are world-readable
+# (their content is in the store anyway), so that the service reads them whether or not
+# environment.etc's user/group are honoured (services.userborn ignores them).
 {
   config,
   lib,
@@ -272,6 +274,9 @@ let
     lib.mapAttrs' (s: _: lib.nameValuePair "${s}.yml" null) settingsFiles
     // lib.optionalAttrs (manifestFile != null) { "manifest.yaml" = null; };
 
+  # See environment.etc below: readable without relying on user or group names.
+  etcFileMode = "0644";
+
   canRunPackage = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
 
   # /etc/oneiric as the service sees it, checked with the service's environment.
@@ -524,20 +529,25 @@ in
     };
     users.groups.${group} = { };
 
-    # /etc/oneiric: the same files, modes and owners as the packages
-    # (packaging/oneiric.tmpfiles: settings 0640 root:oneiric).
+    # /etc/oneiric: the files the packages install, as copies readable by everyone (0644
+    # root:root). Their content is in the Nix store, which every user can read, so the packages'
+    # 0640 root:oneiric would hide nothing here; and it would depend on the activation
+    # resolving group `oneiric`, which it does not with services.userborn (or an etc overlay),
+    # where environment.etc.<name>.user/group are ignored and the service could not read its
+    # settings. Secrets never come here: environmentFile is read by systemd, not copied.
     environment.etc = lib.mapAttrs' (
       name: _:
       lib.nameValuePair "oneiric/${name}" {
         source = "${settingsDir}/${name}";
-        mode = "0640";
-        user = "root";
-        inherit group;
+        mode = etcFileMode;
       }
     ) etcFiles;
 
-    # The packaged tmpfiles.d entry (directory mode and owner of /etc/oneiric, the
-    # environment file's mode); the package installs it under lib/tmpfiles.d.
+    # The packaged tmpfiles.d entry, applied at boot and on every switch
+    # (systemd-tmpfiles-resetup), after the users exist (also with userborn): /etc/oneiric
+    # 0750 root:oneiric and its *.yml/*.yaml 0640 root:oneiric, as in the packages. Before it
+    # ran, or where it cannot change /etc (immutable etc overlay), the directory is 0755 and
+    # the files 0644: readable by the service either way.
     systemd.tmpfiles.packages = [ cfg.package ];
 
     systemd.services.oneiric = {

@@ -13,38 +13,39 @@
   lib,
   scenario ? "default",
   repo ? ../..,
+  # The platform the configuration is for (pkgs.stdenv.hostPlatform.system).
+  system ? "x86_64-linux",
+  # Evaluate the module through the flake (nixosModules.default) instead of nixos-module/.
+  flake ? false,
 }:
 let
   inherit (lib) mkOption types;
 
   unitFile = import (repo + "/nixos-module/unit-file.nix") { inherit lib; };
-  fakeStore = name: "${builtins.storeDir}/00000000000000000000000000000000-${name}";
+  # nixpkgs' package set for `system`, stubbed (tests/nix/stub-pkgs.nix); pkgs.oneiric is the
+  # real package.nix evaluated with a buildRustPackage that returns its arguments.
+  pkgs = import (repo + "/tests/nix/stub-pkgs.nix") { inherit lib system; };
 
-  # A derivation stand-in: interpolates as its path, keeps its build script for inspection.
-  fakeDrv = name: attrs: attrs // {
-    inherit name;
-    outPath = fakeStore name;
-  };
-
-  pkgs = {
-    oneiric = fakeDrv "oneiric-0.1.0" { };
-    formats.yaml =
-      { }:
-      {
-        type = types.anything;
-        generate = name: value: fakeDrv name { inherit value; };
-      };
-    runCommand = name: env: script: fakeDrv name { inherit env script; };
-    apparmorRulesFromClosure = args: paths: fakeDrv "${args.name or "closure"}-apparmor-rules" { };
-    stdenv = {
-      buildPlatform.canExecute = _: true;
-      hostPlatform = { };
+  # The flake's outputs with that stub as nixpkgs (for `flake = true`: the module as
+  # nixosModules.default, which picks packages.<system>.default itself).
+  flakeOutputs = (import (repo + "/flake.nix")).outputs {
+    self = flakeOutputs;
+    nixpkgs = {
+      inherit lib;
+      legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (
+        s: import (repo + "/tests/nix/stub-pkgs.nix") { inherit lib; system = s; }
+      );
     };
-    # Used by the VM tests' nodes.
-    writeText = name: text: fakeDrv name { inherit text; };
-    curl = fakeDrv "curl" { };
-    python3 = fakeDrv "python3" { };
   };
+  # A key, so that a VM test node importing it again does not declare it twice.
+  moduleUnderTest =
+    if flake then
+      {
+        key = "oneiric-flake-nixosModules-default";
+        imports = [ flakeOutputs.nixosModules.default ];
+      }
+    else
+      repo + "/nixos-module";
 
   # nixos/lib/utils.nix
   utils = rec {
@@ -98,6 +99,12 @@ let
           }
         );
       };
+      # nixos/modules/services/system/userborn.nix: with it, environment.etc.<name>.user and
+      # .group are not applied (users do not exist yet when /etc is set up).
+      services.userborn.enable = mkOption {
+        type = types.bool;
+        default = false;
+      };
       security.apparmor.enable = mkOption {
         type = types.bool;
         default = false;
@@ -123,6 +130,7 @@ let
       networking.firewall.allowedTCPPorts = anyList;
       # Set by the VM tests' nodes.
       systemd.tmpfiles.rules = anyList;
+      specialisation = anyAttrs;
     };
   };
 
@@ -191,6 +199,15 @@ let
         settings.logging.level = "trace";
       };
     };
+    # Users and groups made by userborn: environment.etc's user/group are ignored there, the
+    # service must still read /etc/oneiric.
+    userborn = {
+      services.userborn.enable = true;
+      services.oneiric = {
+        enable = true;
+        settings.adapters.selections.cache = "redis";
+      };
+    };
     # Must fail evaluation: a section oneiric does not have.
     bad-section = {
       services.oneiric = {
@@ -214,7 +231,7 @@ let
     file:
     import (vmTestsDir + "/${file}") {
       inherit lib;
-      oneiricModule = repo + "/nixos-module";
+      oneiricModule = moduleUnderTest;
     };
   vmScenarios = lib.concatMap (
     file: map (node: "vm:${file}:${node}") (lib.attrNames (importVmTest file).nodes)
@@ -227,7 +244,7 @@ let
   eval = lib.evalModules {
     modules = [
       stubs
-      (repo + "/nixos-module")
+      moduleUnderTest
       scenarioModule
     ];
     specialArgs = { inherit pkgs utils; };
@@ -252,6 +269,9 @@ let
 
   expect = name: ok: detail: { inherit name ok detail; };
   etcNames = lib.attrNames config.environment.etc;
+  oneiricEtc = lib.filterAttrs (n: _: lib.hasPrefix "oneiric/" n) config.environment.etc;
+  # "0644" -> true: the last digit has the read bit.
+  othersCanRead = mode: builtins.match "0?[0-7]?[0-7][0-7][4-7]" mode != null;
 
   common = [
     (expect "assertions hold" (failedAssertions == [ ]) (toString failedAssertions))
@@ -262,9 +282,13 @@ let
       && config.users.users.oneiric.home == "/var/lib/oneiric"
       && config.users.groups ? oneiric
     ) (builtins.toJSON config.users.users))
-    (expect "settings files are 0640 root:oneiric under /etc/oneiric" (lib.all (
-      e: e.mode == "0640" && e.user == "root" && e.group == "oneiric"
-    ) (lib.attrValues config.environment.etc)) (builtins.toJSON config.environment.etc))
+    (expect "/etc/oneiric files readable by the service without their user/group (o+r copies)" (
+      oneiricEtc != { }
+      && lib.all (e: othersCanRead e.mode && !(e ? user) && !(e ? group)) (lib.attrValues oneiricEtc)
+    ) (builtins.toJSON oneiricEtc))
+    (expect "package for ${system}, which its meta.platforms lists" (
+      cfg.package.system == system && builtins.elem system cfg.package.meta.platforms
+    ) "${cfg.package.system or "?"}: ${toString (cfg.package.meta.platforms or [ ])}")
     (expect "settings are validated with `oneiric check` at build time" (
       lib.hasInfix "oneiric check --config $out" settingsDir.script
       && builtins.elem pkgs.oneiric settingsDir.env.nativeBuildInputs
@@ -352,6 +376,16 @@ let
     ];
     # run.sh expects this one to fail evaluation, naming the option.
     bad-section = [ (expect "settings evaluate" (builtins.attrNames cfg.settings != [ ]) "") ];
+    userborn = [
+      (expect "userborn: every settings file readable by others (etc user/group ignored)" (
+        config.services.userborn.enable
+        && builtins.elem "oneiric/adapters.yml" etcNames
+        && lib.all (e: othersCanRead e.mode) (lib.attrValues oneiricEtc)
+      ) (builtins.toJSON oneiricEtc))
+      (expect "userborn: the unit is the packaged one (ExecStart unchanged)" (
+        sc.ExecStart == "${bin} orchestrate --manifest /etc/oneiric/manifest.yaml --refresh-interval 120"
+      ) sc.ExecStart)
+    ];
     no-manifest = [
       (expect "manifest = null drops --manifest" (
         sc.ExecStart == "${bin} orchestrate --refresh-interval 120"
@@ -381,9 +415,10 @@ let
           )
         ) "")
       ]
-      ++ lib.optional cfg.enable (
-        expect "oneiric runs the store binary" (lib.hasPrefix "${bin} orchestrate" sc.ExecStart) sc.ExecStart
-      )
+      ++ lib.optionals cfg.enable [
+        (expect "oneiric runs the store binary" (lib.hasPrefix "${bin} orchestrate" sc.ExecStart) sc.ExecStart)
+        (expect "package for ${system}" (cfg.package.system == system) (cfg.package.system or "?"))
+      ]
     else
       common ++ perScenario.${scenario};
   firstLine = s: builtins.head (lib.splitString "\n" s);

@@ -3,26 +3,38 @@
 #
 #   sh tests/nix/run.sh            # as root, on Debian 12 or newer
 #   NIXPKGS_LIB=/path/to/nixpkgs.lib sh tests/nix/run.sh
+#   ONEIRIC_NIX_PACKAGE=/tmp/old-package.nix sh tests/nix/run.sh   # check another package.nix
 #
-# 1. Every .nix file in the repository parses (`nix-instantiate --parse`; Debian's nix-bin,
-#    installed with apt-get when missing).
-# 2. tests/nix/compare-unit.sh (the drift comparator) accepts the packaged unit and reports a
-#    changed directive.
-# 3. With a checkout of nixpkgs' lib (NIXPKGS_LIB=/path, or /var/tmp/nixpkgs-lib; e.g. the
-#    nix-community/nixpkgs.lib repository): the flake's outputs and VM test files evaluate
-#    (tests/nix/eval-flake.nix), the module evaluates with stub NixOS options in several
-#    configurations (tests/nix/eval-module.nix), and the service it renders is compared with
-#    packaging/oneiric.service + oneiric.service.d/ (no drift), and follows an edit of it.
+# Without nixpkgs (everywhere; Debian's nix-bin, installed with apt-get when missing):
+# 1. Every .nix file in the repository parses (`nix-instantiate --parse`); `sh -n` on the
+#    scripts; tests/nix/compare-unit.sh (the drift comparator) accepts the packaged unit and
+#    reports a changed directive.
+# 2. Source set: every file cargo and the tests need (Cargo.toml targets, their modules,
+#    include_str!/include_bytes! targets, src/, tests/fixtures/, files the tests read through
+#    CARGO_MANIFEST_DIR) is in the Nix package's source (tests/nix/source-set.nix: package.nix
+#    evaluated with a stub lib.fileset by the host's Nix, on a copy of the tree without
+#    target/ and .git, as a flake's source is).
+# 3. The project's address is one setting: Cargo.toml's `repository`; `homepage` and every
+#    other https://github.com/<owner>/oneiric in the tree must agree with it.
+# With a checkout of nixpkgs' lib (NIXPKGS_LIB=/path, or /var/tmp/nixpkgs-lib; e.g. the
+# nix-community/nixpkgs.lib repository):
+# 4. The source set again, listed by the real lib.fileset.toList; the flake's outputs for
+#    x86_64-linux and aarch64-linux (tests/nix/eval-flake.nix: package platforms and source,
+#    cargo-test's source, dev shell, overlay, VM test files); the module evaluated with stub
+#    NixOS options in several configurations (tests/nix/eval-module.nix), as nixos-module/ on
+#    x86_64-linux and as the flake's nixosModules.default on aarch64-linux, plus every node of
+#    every VM test on both; the service it renders compared with packaging/oneiric.service +
+#    oneiric.service.d/ (no drift), and following an edit of it.
 #    nixpkgs' lib needs Nix >= 2.18: when the host's Nix is older (Debian 12 has 2.8), this
 #    runs in a Debian 13 chroot with its nix-bin, built with debootstrap on first use and kept
 #    in $ONEIRIC_NIX_CHROOT (default /var/tmp/oneiric-nix-chroot). Without a lib checkout
-#    these checks are reported as SKIP, with the reason.
+#    these checks are one SKIP line, with the reason.
 #
 # Not here (they need nixpkgs and its binary cache): building the package, `nix flake check`,
 # the VM tests. See nixos-module/README.md.
 #
-# Output: one line per check (PASS name / FAIL name: reason / SKIP name: reason), then
-# "N passed, N failed, N skipped". Exit status 1 when anything failed.
+# Output (tests/lib.sh): one line per check (PASS name / FAIL name: reason / SKIP name: reason),
+# then "N passed, N failed[, N skipped]". Exit status 1 when anything failed.
 set -u
 LC_ALL=C
 export LC_ALL
@@ -34,9 +46,10 @@ tmp=$(mktemp -d /tmp/oneiric-nix-run.XXXXXX)
 log=$tmp/log
 : >"$log"
 proc_mounted=
-pass=0
-fail=0
-skip=0
+T_LOG_TAG=nix
+T_APT_LOG=$log
+# shellcheck source=tests/lib.sh
+. "$repo/tests/lib.sh"
 
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
@@ -47,23 +60,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() {
-	echo "PASS $1"
-	pass=$((pass + 1))
-}
-ko() {
-	echo "FAIL $1: $2"
-	fail=$((fail + 1))
-}
-sk() {
-	echo "SKIP $1: $2"
-	skip=$((skip + 1))
-}
-finish() {
-	echo "$pass passed, $fail failed, $skip skipped"
-	[ "$fail" -eq 0 ] || exit 1
-	exit 0
-}
 # The line of an error output that says what is wrong, for a FAIL reason (Nix puts its
 # message on the last "error: ..." line, after the trace).
 first_line() {
@@ -72,19 +68,21 @@ first_line() {
 	printf '%s\n' "$l"
 }
 tail_log() { tail -n 5 "$log" | tr '\n' ' '; }
-
-apt_install() {
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >>"$log" 2>&1 && return 0
-	apt-get -o DPkg::Lock::Timeout=600 update -q >>"$log" 2>&1 &&
-		apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$@" >>"$log" 2>&1
+# Relays a report (PASS/FAIL lines) with a prefix, counting.
+relay() {
+	while IFS= read -r line; do
+		case $line in
+		"PASS "*) t_pass "$1${line#PASS }" ;;
+		"FAIL "*) r=${line#FAIL }; t_fail "$1${r%%: *}" "${r#*: }" ;;
+		esac
+	done
 }
 
 # ---- 1. parse every .nix file ---------------------------------------------------------------
 if ! command -v nix-instantiate >/dev/null 2>&1; then
-	if ! apt_install nix-bin || ! command -v nix-instantiate >/dev/null 2>&1; then
-		ko "install nix-bin" "apt-get install nix-bin failed: $(tail_log)"
-		finish
+	if ! t_apt_install nix-bin || ! command -v nix-instantiate >/dev/null 2>&1; then
+		t_fail "install nix-bin" "apt-get install nix-bin failed: $(tail_log)"
+		t_finish
 	fi
 fi
 host_nix=$(nix-instantiate --version 2>/dev/null | awk '{print $NF}')
@@ -92,19 +90,19 @@ host_nix=$(nix-instantiate --version 2>/dev/null | awk '{print $NF}')
 find "$repo" -name '*.nix' -not -path '*/target/*' -not -path '*/.git/*' -not -path '*/node_modules/*' |
 	LC_ALL=C sort >"$tmp/nixfiles"
 if [ ! -s "$tmp/nixfiles" ]; then
-	ko "parse .nix files" "no .nix file found under $repo"
+	t_fail "parse .nix files" "no .nix file found under $repo"
 fi
 while read -r f; do
 	name=${f#"$repo"/}
 	if nix-instantiate --parse "$f" >/dev/null 2>"$tmp/err"; then
-		ok "parse $name (nix $host_nix)"
+		t_pass "parse $name (nix $host_nix)"
 	else
-		ko "parse $name" "$(first_line "$tmp/err")"
+		t_fail "parse $name" "$(first_line "$tmp/err")"
 	fi
 done <"$tmp/nixfiles"
 
 for s in "$here/run.sh" "$here/compare-unit.sh"; do
-	if sh -n "$s" 2>"$tmp/err"; then ok "sh -n ${s#"$repo"/}"; else ko "sh -n ${s#"$repo"/}" "$(first_line "$tmp/err")"; fi
+	if sh -n "$s" 2>"$tmp/err"; then t_pass "sh -n ${s#"$repo"/}"; else t_fail "sh -n ${s#"$repo"/}" "$(first_line "$tmp/err")"; fi
 done
 
 # ---- 2. the drift comparator itself -------------------------------------------------------
@@ -117,30 +115,92 @@ done
 } >"$tmp/same.service"
 sed 's/^\(Restart\)=.*/\1=always/' "$tmp/same.service" >"$tmp/changed.service"
 if ! sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/same.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
-	ko "compare-unit.sh accepts the packaged unit itself" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
+	t_fail "compare-unit.sh accepts the packaged unit itself" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
 elif sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/changed.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
-	ko "compare-unit.sh reports a changed directive" "Restart=always was not reported"
+	t_fail "compare-unit.sh reports a changed directive" "Restart=always was not reported"
 elif ! grep -q 'Restart' "$tmp/out"; then
-	ko "compare-unit.sh reports a changed directive" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
+	t_fail "compare-unit.sh reports a changed directive" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
 else
-	ok "compare-unit.sh accepts the packaged unit and reports a changed directive"
+	t_pass "compare-unit.sh accepts the packaged unit and reports a changed directive"
 fi
 
-# ---- 3. evaluation with nixpkgs' lib ------------------------------------------------------
+# ---- 3. the source set, without nixpkgs ---------------------------------------------------
+# A copy of the tree as a flake's source is (no target/, no .git), with ONEIRIC_NIX_PACKAGE as
+# its nixos-module/package.nix when given.
+tree=$tmp/tree
+mkdir -p "$tree"
+tar -C "$repo" --exclude=./target --exclude=./.git --exclude=./result -cf - . | tar -C "$tree" -xf -
+package_under_test=nixos-module/package.nix
+if [ -n "${ONEIRIC_NIX_PACKAGE:-}" ]; then
+	cp "$ONEIRIC_NIX_PACKAGE" "$tree/nixos-module/package.nix"
+	package_under_test=$ONEIRIC_NIX_PACKAGE
+	t_log "checking $ONEIRIC_NIX_PACKAGE as nixos-module/package.nix"
+fi
+host_eval() {
+	# host_eval FILE ATTR [ARGS...] -> stdout: the raw string (the host's Nix, any version >= 2.4)
+	file=$1 attr=$2
+	shift 2
+	env HOME="$tmp" nix --extra-experimental-features nix-command eval --raw --file "$file" "$@" "$attr" 2>"$tmp/err.raw"
+	rc=$?
+	grep -v "build-users-group' does not exist" "$tmp/err.raw" >"$tmp/err"
+	return $rc
+}
+if host_eval "$tree/tests/nix/source-set.nix" report >"$tmp/report"; then
+	relay "source set, $package_under_test, nix $host_nix: " <"$tmp/report"
+	if host_eval "$tree/tests/nix/source-set.nix" outside --apply 'l: builtins.concatStringsSep "" (map (o: o + "\n") l)' >"$tmp/outside" && [ -s "$tmp/outside" ]; then
+		while IFS= read -r o; do t_log "outside the repository, so in no source set (the tests must skip without it): $o"; done <"$tmp/outside"
+	fi
+else
+	t_fail "source set, $package_under_test: package.nix and tests/nix/source-set.nix evaluate (nix $host_nix)" "$(first_line "$tmp/err")"
+fi
+
+# ---- 4. the project's address: one setting -------------------------------------------------
+# Cargo.toml [package] repository; homepage (cargo-deb's Homepage:) must equal it, and every
+# https://github.com/<owner>/oneiric elsewhere (debian/copyright, CHANGELOG.md links, docs)
+# must be it. The Nix package's meta.homepage reads it from Cargo.toml.
+toml_value() {
+	awk -v key="$1" '
+		/^[[:space:]]*\[/ { in_pkg = ($0 ~ /^[[:space:]]*\[package\][[:space:]]*$/); next }
+		in_pkg && $0 ~ "^[[:space:]]*" key "[[:space:]]*=" {
+			v = $0; sub(/^[^=]*=[[:space:]]*"/, "", v); sub(/".*$/, "", v); print v; exit
+		}' "$repo/Cargo.toml"
+}
+repository=$(toml_value repository)
+homepage=$(toml_value homepage)
+if [ -z "$repository" ]; then
+	t_fail "the project's address is one setting" "Cargo.toml [package] has no repository"
+elif [ -n "$homepage" ] && [ "$homepage" != "$repository" ]; then
+	t_fail "the project's address is one setting" "Cargo.toml homepage ($homepage) differs from repository ($repository)"
+else
+	grep -rnoE 'https?://github\.com/[A-Za-z0-9_.-]+/oneiric[A-Za-z0-9_.-]*' \
+		--exclude-dir=target --exclude-dir=.git --exclude=Cargo.lock "$repo" 2>/dev/null |
+		while IFS= read -r l; do
+			m=${l#*:*:}
+			case $m in "$repository" | "$repository.git") ;; *) printf '%s\n' "${l#"$repo"/}" ;; esac
+		done >"$tmp/stale"
+	if [ -s "$tmp/stale" ]; then
+		t_fail "the project's address is one setting (Cargo.toml repository = $repository)" "$(wc -l <"$tmp/stale") other address(es): $(head -n 4 "$tmp/stale" | tr '\n' ' ')"
+	else
+		t_pass "the project's address is one setting: Cargo.toml repository = $repository ($(grep -rlF "$repository" --exclude-dir=target --exclude-dir=.git "$repo" | wc -l) files agree)"
+	fi
+	case $repository in *your-org*) t_log "Cargo.toml repository is still the placeholder $repository: set the real address there (and in the files this check lists)" ;; esac
+fi
+
+# ---- 5. evaluation with nixpkgs' lib ------------------------------------------------------
 lib_src=${NIXPKGS_LIB:-}
 if [ -z "$lib_src" ] && [ -d /var/tmp/nixpkgs-lib ]; then lib_src=/var/tmp/nixpkgs-lib; fi
 evaluation="module evaluation, unit drift and flake outputs"
 if [ -z "$lib_src" ]; then
-	sk "$evaluation" "no checkout of nixpkgs' lib (set NIXPKGS_LIB=/path, e.g. a checkout of nix-community/nixpkgs.lib, or put one at /var/tmp/nixpkgs-lib); only parsing ran"
-	finish
+	t_skip "$evaluation" "no checkout of nixpkgs' lib (set NIXPKGS_LIB=/path, e.g. a checkout of nix-community/nixpkgs.lib, or put one at /var/tmp/nixpkgs-lib); only the checks that need no nixpkgs ran"
+	t_finish
 fi
 if [ -f "$lib_src/lib/default.nix" ]; then
 	lib_dir=$lib_src/lib
 elif [ -f "$lib_src/default.nix" ] && [ -f "$lib_src/trivial.nix" ]; then
 	lib_dir=$lib_src
 else
-	ko "$evaluation" "NIXPKGS_LIB=$lib_src holds no nixpkgs lib (no lib/default.nix)"
-	finish
+	t_fail "$evaluation" "NIXPKGS_LIB=$lib_src holds no nixpkgs lib (no lib/default.nix)"
+	t_finish
 fi
 
 # Nix >= 2.18 on the host (e.g. Debian 13) is used directly; otherwise the trixie chroot.
@@ -152,7 +212,7 @@ else
 	work_in=/work/oneiric-nix-check
 	work=$chroot_dir$work_in
 	if [ ! -f "$chroot_dir/.oneiric-nix-ready" ]; then
-		echo "building a Debian 13 chroot with Nix >= 2.18 in $chroot_dir (about 3 minutes, once)" >&2
+		t_log "building a Debian 13 chroot with Nix >= 2.18 in $chroot_dir (about 3 minutes, once)"
 		mirror=$(awk '
 			/^[[:space:]]*$/ { if (u != "" && s !~ /security/) { print u; exit } u = ""; s = ""; next }
 			/^URIs:/ { u = $2 } /^Suites:/ { s = $0 }
@@ -162,22 +222,22 @@ else
 				/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
 		fi
 		if [ -z "$mirror" ]; then
-			ko "$evaluation" "no Debian mirror found in /etc/apt/sources.list{,.d} for debootstrap"
-			finish
+			t_fail "$evaluation" "no Debian mirror found in /etc/apt/sources.list{,.d} for debootstrap"
+			t_finish
 		fi
-		if ! command -v debootstrap >/dev/null 2>&1 && ! apt_install debootstrap; then
-			ko "$evaluation" "apt-get install debootstrap failed: $(tail_log)"
-			finish
+		if ! command -v debootstrap >/dev/null 2>&1 && ! t_apt_install debootstrap; then
+			t_fail "$evaluation" "apt-get install debootstrap failed: $(tail_log)"
+			t_finish
 		fi
 		rm -rf "$chroot_dir.tmp"
 		if ! debootstrap --variant=minbase trixie "$chroot_dir.tmp" "$mirror" >>"$log" 2>&1; then
-			ko "$evaluation" "debootstrap trixie from $mirror failed: $(tail_log)"
-			finish
+			t_fail "$evaluation" "debootstrap trixie from $mirror failed: $(tail_log)"
+			t_finish
 		fi
 		# nix-bin with apt inside the chroot (debootstrap --include trips on a virtual dependency).
 		if ! chroot "$chroot_dir.tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nix-bin >>"$log" 2>&1; then
-			ko "$evaluation" "apt-get install nix-bin in the trixie chroot failed: $(tail_log)"
-			finish
+			t_fail "$evaluation" "apt-get install nix-bin in the trixie chroot failed: $(tail_log)"
+			t_finish
 		fi
 		touch "$chroot_dir.tmp/.oneiric-nix-ready"
 		rm -rf "$chroot_dir"
@@ -193,10 +253,8 @@ else
 fi
 
 rm -rf "$work"
-mkdir -p "$work/repo/tests"
-cp -a "$repo/flake.nix" "$repo/nixos-module" "$repo/packaging" "$work/repo/"
-cp -a "$repo/tests/nix" "$work/repo/tests/"
-if [ -d "$repo/apparmor" ]; then cp -a "$repo/apparmor" "$work/repo/"; fi
+mkdir -p "$work/repo"
+cp -a "$tree/." "$work/repo/"
 cp -a "$lib_dir" "$work/lib"
 w=${work_in:-$work}
 
@@ -208,95 +266,113 @@ eval_nix() {
 }
 nix_version=$(run_nix --version 2>/dev/null | awk '{print $NF}')
 
-# Relays a report (PASS/FAIL lines) with a prefix, counting.
-relay() {
-	while IFS= read -r line; do
-		case $line in
-		"PASS "*) ok "$1${line#PASS }" ;;
-		"FAIL "*) r=${line#FAIL }; ko "$1${r%%: *}" "${r#*: }" ;;
-		esac
-	done
-}
+# The source set as nixpkgs' lib.fileset computes it.
+if eval_nix source-set.nix report >"$tmp/report" 2>"$tmp/err"; then
+	relay "source set, $package_under_test, nix $nix_version: " <"$tmp/report"
+else
+	t_fail "source set, $package_under_test: evaluates with nixpkgs' lib (nix $nix_version)" "$(first_line "$tmp/err")"
+fi
 
 if eval_nix eval-flake.nix report >"$tmp/report" 2>"$tmp/err"; then
 	relay "flake (nix $nix_version): " <"$tmp/report"
 else
-	ko "flake outputs evaluate (nix $nix_version)" "$(first_line "$tmp/err")"
+	t_fail "flake outputs evaluate (nix $nix_version)" "$(first_line "$tmp/err")"
 fi
 
 # The VM tests' Python scripts compile (they run in the NixOS test driver, not here).
 if ! command -v python3 >/dev/null 2>&1; then
-	sk "VM test scripts compile" "no python3 on this machine"
+	t_skip "VM test scripts compile" "no python3 on this machine"
 elif eval_nix eval-flake.nix testScripts >"$tmp/tests" 2>"$tmp/err"; then
 	while IFS= read -r t; do
 		[ -n "$t" ] || continue
 		if ! eval_nix eval-flake.nix testScript --apply "f: f \"$t\"" >"$tmp/$t.py" 2>"$tmp/err"; then
-			ko "VM test $t: testScript evaluates" "$(first_line "$tmp/err")"
+			t_fail "VM test $t: testScript evaluates" "$(first_line "$tmp/err")"
 		elif ! grep -q 'subtest' "$tmp/$t.py"; then
-			ko "VM test $t: testScript evaluates" "empty or without subtests"
+			t_fail "VM test $t: testScript evaluates" "empty or without subtests"
 		elif python3 -c 'import sys; compile(open(sys.argv[1]).read(), sys.argv[1], "exec")' "$tmp/$t.py" 2>"$tmp/err"; then
-			ok "VM test $t: testScript evaluates and compiles (python3)"
+			t_pass "VM test $t: testScript evaluates and compiles (python3)"
 		else
-			ko "VM test $t: testScript compiles" "$(tail -n1 "$tmp/err")"
+			t_fail "VM test $t: testScript compiles" "$(tail -n1 "$tmp/err")"
 		fi
 	done <"$tmp/tests"
 else
-	ko "list the VM tests" "$(first_line "$tmp/err")"
+	t_fail "list the VM tests" "$(first_line "$tmp/err")"
 fi
 
-for s in default custom settings-direct attrs-manifest runtime-manifest no-manifest http-refused; do
-	if eval_nix eval-module.nix report --argstr scenario "$s" >"$tmp/report" 2>"$tmp/err"; then
-		relay "module[$s]: " <"$tmp/report"
+# Each configuration: as nixos-module/ on x86_64-linux, and as the flake's nixosModules.default
+# (which picks packages.<system>.default) on aarch64-linux; userborn through the flake on both.
+scenarios="default custom settings-direct attrs-manifest runtime-manifest no-manifest http-refused userborn"
+variants="x86_64-linux:module aarch64-linux:flake"
+module_eval() {
+	# module_eval VARIANT SCENARIO ATTR
+	case $1 in *:flake) fl=true ;; *) fl=false ;; esac
+	eval_nix eval-module.nix "$3" --argstr scenario "$2" --argstr system "${1%%:*}" --arg flake "$fl"
+}
+label() { case $1 in x86_64-linux:module) echo "$2" ;; *) echo "$2, ${1%%:*}, ${1#*:}" ;; esac; }
+for v in $variants x86_64-linux:flake; do
+	for s in $scenarios; do
+		case $v in x86_64-linux:flake) [ "$s" = userborn ] || continue ;; esac
+		if module_eval "$v" "$s" report >"$tmp/report" 2>"$tmp/err"; then
+			relay "module[$(label "$v" "$s")]: " <"$tmp/report"
+		else
+			t_fail "module[$(label "$v" "$s")] evaluates" "$(first_line "$tmp/err")"
+		fi
+	done
+done
+
+# Each node of each VM test, evaluated against the module with the same stubs, on both systems.
+if eval_nix eval-module.nix vmScenarios >"$tmp/vms" 2>"$tmp/err"; then
+	for v in $variants; do
+		while IFS= read -r s; do
+			[ -n "$s" ] || continue
+			if module_eval "$v" "$s" report >"$tmp/report" 2>"$tmp/err"; then
+				relay "module[$(label "$v" "$s")]: " <"$tmp/report"
+			else
+				t_fail "module[$(label "$v" "$s")] evaluates" "$(first_line "$tmp/err")"
+			fi
+		done <"$tmp/vms"
+	done
+else
+	t_fail "list the VM tests' nodes" "$(first_line "$tmp/err")"
+fi
+
+for v in $variants; do
+	if module_eval "$v" bad-section report >/dev/null 2>"$tmp/err"; then
+		t_fail "module rejects an unknown settings section (${v%%:*}, ${v#*:})" "settings.nonsense evaluated without error"
+	elif grep -q "nonsense" "$tmp/err"; then
+		t_pass "module rejects an unknown settings section (${v%%:*}, ${v#*:})"
 	else
-		ko "module[$s] evaluates" "$(first_line "$tmp/err")"
+		t_fail "module rejects an unknown settings section (${v%%:*}, ${v#*:})" "$(first_line "$tmp/err")"
 	fi
 done
 
-# Each node of each VM test, evaluated against the module with the same stubs.
-if eval_nix eval-module.nix vmScenarios >"$tmp/vms" 2>"$tmp/err"; then
-	while IFS= read -r s; do
-		[ -n "$s" ] || continue
-		if eval_nix eval-module.nix report --argstr scenario "$s" >"$tmp/report" 2>"$tmp/err"; then
-			relay "module[$s]: " <"$tmp/report"
-		else
-			ko "module[$s] evaluates" "$(first_line "$tmp/err")"
-		fi
-	done <"$tmp/vms"
-else
-	ko "list the VM tests' nodes" "$(first_line "$tmp/err")"
-fi
-
-if eval_nix eval-module.nix report --argstr scenario bad-section >/dev/null 2>"$tmp/err"; then
-	ko "module rejects an unknown settings section" "settings.nonsense evaluated without error"
-elif grep -q "nonsense" "$tmp/err"; then
-	ok "module rejects an unknown settings section"
-else
-	ko "module rejects an unknown settings section" "$(first_line "$tmp/err")"
-fi
-
-# The drift check: the service the module renders for `enable = true` == the packaged unit.
+# The drift check: the service the module renders for `enable = true` == the packaged unit
+# (oneiric.service plus every oneiric.service.d/*.conf drop-in), on both systems.
 unit_drift() {
-	# unit_drift PACKAGING_DIR -> 0 when the module's unit equals it
-	eval_nix eval-module.nix unit --argstr scenario default >"$tmp/unit" 2>"$tmp/err" || return 2
-	bin=$(eval_nix eval-module.nix bin --argstr scenario default 2>>"$tmp/err") || return 2
+	# unit_drift PACKAGING_DIR [VARIANT] -> 0 when the module's unit equals it
+	module_eval "${2:-x86_64-linux:module}" default unit >"$tmp/unit" 2>"$tmp/err" || return 2
+	bin=$(module_eval "${2:-x86_64-linux:module}" default bin 2>>"$tmp/err") || return 2
 	sh "$here/compare-unit.sh" "$1" "$tmp/unit" "$bin" >"$tmp/drift" 2>&1
 }
-unit_drift "$repo/packaging"
-case $? in
-0) ok "no drift: NixOS service == packaging/oneiric.service + oneiric.service.d ($(cat "$tmp/drift"))" ;;
-2) ko "no drift: NixOS service == packaging/oneiric.service" "$(first_line "$tmp/err")" ;;
-*) ko "no drift: NixOS service == packaging/oneiric.service" "$(head -n 6 "$tmp/drift" | tr '\n' ' ')" ;;
-esac
+for v in $variants; do
+	name="no drift: NixOS service (${v%%:*}, ${v#*:}) == packaging/oneiric.service + oneiric.service.d"
+	unit_drift "$tree/packaging" "$v"
+	case $? in
+	0) t_pass "$name ($(cat "$tmp/drift"))" ;;
+	2) t_fail "$name" "$(first_line "$tmp/err")" ;;
+	*) t_fail "$name" "$(head -n 6 "$tmp/drift" | tr '\n' ' ')" ;;
+	esac
+done
 
 # ... and it is derived from the file: edit the copy the module reads, it follows.
 sed -i 's/^\(RestartSec\)=.*/\1=7s/' "$work/repo/packaging/oneiric.service"
 printf '\n[Service]\nTasksMax=64\n' >>"$work/repo/packaging/oneiric.service"
 if ! unit_drift "$work/repo/packaging"; then
-	ko "module follows an edit of packaging/oneiric.service" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
-elif unit_drift "$repo/packaging"; then
-	ko "module follows an edit of packaging/oneiric.service" "the edited unit still compared equal to the original"
+	t_fail "module follows an edit of packaging/oneiric.service" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+elif unit_drift "$tree/packaging"; then
+	t_fail "module follows an edit of packaging/oneiric.service" "the edited unit still compared equal to the original"
 else
-	ok "module follows an edit of packaging/oneiric.service (RestartSec=7s, TasksMax=64 appear)"
+	t_pass "module follows an edit of packaging/oneiric.service (RestartSec=7s, TasksMax=64 appear)"
 fi
 
-finish
+t_finish
