@@ -11,9 +11,11 @@
 #     src/bin/, tests/*.rs, benches/*.rs, examples/*.rs, and <dir>/*/main.rs);
 #   - the modules they load (`mod x;` -> x.rs or x/mod.rs, `#[path = "..."]`), recursively;
 #   - include_str!/include_bytes!/include! targets in any of those files;
-#   - files the tests read from the checkout: tests/fixtures/ (when present) and every
+#   - files the tests read from the checkout: tests/fixtures/ (when present), every
 #     `env!("CARGO_MANIFEST_DIR")` joined with a literal path (`.join("...")`,
-#     `concat!(env!("CARGO_MANIFEST_DIR"), "/...")`); paths leaving the repository
+#     `concat!(env!("CARGO_MANIFEST_DIR"), "/...")`), and every relative path literal
+#     ("dir/file") that names something in the repository (cargo runs tests in the package
+#     root); paths leaving the repository
 #     (`../shared/testdata`) are listed in `outside`: no source set can hold them, the tests
 #     must skip without them;
 #   - .cargo/ and rust-toolchain(.toml) when present.
@@ -132,6 +134,7 @@ let
   includeManifestDirRe = "include(_str|_bytes)?![[:space:]]*[(][[:space:]]*concat![[:space:]]*[(][[:space:]]*env![[:space:]]*[(][[:space:]]*\"CARGO_MANIFEST_DIR\"[[:space:]]*[)][[:space:]]*,[[:space:]]*\"/?([^\"]+)\"";
   joinRe = "env![[:space:]]*[(][[:space:]]*\"CARGO_MANIFEST_DIR\"[[:space:]]*[)][[:space:]]*[)]?[[:space:]]*[.]join[(][[:space:]]*\"([^\"]+)\"";
   concatRe = "concat![[:space:]]*[(][[:space:]]*env![[:space:]]*[(][[:space:]]*\"CARGO_MANIFEST_DIR\"[[:space:]]*[)][[:space:]]*,[[:space:]]*\"/?([^\"]+)\"";
+  literalRe = "\"([A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_./-]*[A-Za-z0-9_])\"";
   matches = re: text: b.filter b.isList (b.split re text);
   # Comments would give false `mod x;` hits: drop // line comments first.
   code = text: b.concatStringsSep "\n" (map (l: let m = b.match "([^\"]*)//.*" l; in if m == null then l else b.head m) (b.filter b.isString (b.split "\n" text)));
@@ -165,7 +168,12 @@ let
       missingModules = map (m: { path = m; why = "module of ${f}"; }) (b.filter (m: !isFile m) mods);
       includes = map (m: { path = normalise (join d (b.elemAt m 1)); why = "include${toString (b.elemAt m 0)}! in ${f}"; }) (matches includeRe text)
         ++ map (m: { path = normalise (b.elemAt m 1); why = "include${toString (b.elemAt m 0)}! in ${f}"; }) (matches includeManifestDirRe text);
-      reads = map (m: { path = normalise (b.head m); why = "read by ${f} (CARGO_MANIFEST_DIR)"; }) (matches joinRe text ++ matches concatRe text);
+      reads = map (m: { path = normalise (b.head m); why = "read by ${f} (CARGO_MANIFEST_DIR)"; }) (matches joinRe text ++ matches concatRe text)
+        # cargo runs tests in the package root: a relative path literal naming a file or
+        # directory of the repository is read from there.
+        ++ map (m: { path = normalise (b.head m); why = "path literal in ${f} (tests run in the package root)"; }) (
+          b.filter (m: exists (normalise (b.head m))) (matches literalRe text)
+        );
     };
 
   rootItems = map (t: { key = t; root = true; }) (b.filter isFile targets);
@@ -255,8 +263,8 @@ in
   required = map (i: i.path) (dedup required);
   report =
     (if !sourceRootOk then "FAIL source root is the repository: toSource root is ${toString srcArgs.root}\n" else "")
-    + b.concatStringsSep "" (map (i: "FAIL in the Nix source (${how}): ${i.path}: needed as ${i.why}, excluded by nixos-module/package.nix\n") excluded)
-    + b.concatStringsSep "" (map (i: "FAIL exists: ${i.path}: needed as ${i.why}, not in the repository\n") missing)
+    + b.concatStringsSep "" (map (i: "FAIL ${i.path} is in the Nix source (${how}): needed as ${i.why}, excluded by nixos-module/package.nix\n") excluded)
+    + b.concatStringsSep "" (map (i: "FAIL ${i.path} exists: needed as ${i.why}, not in the tree (cargo fails too)\n") missing)
     + (
       if excluded == [ ] && missing == [ ] && sourceRootOk then
         "PASS all ${toString (b.length (dedup required))} files cargo and the tests need are in the Nix source (${how}; targets, modules, include_*! targets, src/, tests/fixtures/)\n"
