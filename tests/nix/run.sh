@@ -367,12 +367,17 @@ done
 # ... and it is derived from the file: edit the copy the module reads, it follows.
 sed -i 's/^\(RestartSec\)=.*/\1=7s/' "$work/repo/packaging/oneiric.service"
 printf '\n[Service]\nTasksMax=64\n' >>"$work/repo/packaging/oneiric.service"
+# A new drop-in (as one for directives newer than the main unit's systemd would be): a value
+# overridden, and a list reset then set again.
+mkdir -p "$work/repo/packaging/oneiric.service.d"
+printf '[Service]\nProtectHostname=private\nSystemCallFilter=\nSystemCallFilter=@system-service\n' \
+	>"$work/repo/packaging/oneiric.service.d/zz-run-sh-test.conf"
 if ! unit_drift "$work/repo/packaging"; then
-	t_fail "module follows an edit of packaging/oneiric.service" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+	t_fail "module follows an edit of packaging/oneiric.service and a new drop-in" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
 elif unit_drift "$tree/packaging"; then
-	t_fail "module follows an edit of packaging/oneiric.service" "the edited unit still compared equal to the original"
+	t_fail "module follows an edit of packaging/oneiric.service and a new drop-in" "the edited unit still compared equal to the original"
 else
-	t_pass "module follows an edit of packaging/oneiric.service (RestartSec=7s, TasksMax=64 appear)"
+	t_pass "module follows an edit of packaging/oneiric.service and a new drop-in (RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset)"
 fi
 
 t_finish
