@@ -5,6 +5,7 @@
 #
 #   nix-instantiate --eval --strict --json tests/nix/eval-module.nix \
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg scenario '"default"'
+#   ... --argstr system aarch64-linux --arg flake true   # through the flake, for aarch64-linux
 #
 # The result is { unit; expectations; ... }: `unit` is the service rendered the way NixOS
 # writes it (compared with packaging/oneiric.service by tests/nix/compare-unit.sh), and
