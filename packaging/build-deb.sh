@@ -1,8 +1,10 @@
 #!/bin/sh
 # Build the .deb from a clean clone, in one command:
 #   packaging/build-deb.sh
-# Installs cargo-deb if missing, builds the release binary once, generates the
-# man pages and completions (build-assets.sh), then packages without rebuilding.
+# Installs cargo-deb if missing, builds the release binary once for the glibc
+# baseline (build-binary.sh), generates the man pages and completions
+# (build-assets.sh), then packages without rebuilding. Reproducible: file times
+# and the package's build time are SOURCE_DATE_EPOCH, by default the commit time.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -11,14 +13,52 @@ CARGO_DEB_VERSION=3.8.0
 if ! cargo deb --version >/dev/null 2>&1; then
 	cargo install --locked "cargo-deb@$CARGO_DEB_VERSION"
 fi
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) ||
+		{ echo "build-deb: not a git checkout; set SOURCE_DATE_EPOCH" >&2; exit 1; }
+fi
+export SOURCE_DATE_EPOCH
 
-cargo build --release --locked
-packaging/build-assets.sh target/release/oneiric
+bin=$(packaging/build-binary.sh)
+target=$(basename "$(dirname "$(dirname "$bin")")")
+packaging/build-assets.sh "$bin"
 
 mkdir -p target/debian
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 arch=$(dpkg --print-architecture)
 deb="target/debian/oneiric_${version}-1_${arch}.deb"
-cargo deb --no-build --locked -o "$deb"
+# $auto (dpkg-shlibdeps) against the glibc baseline: Debian's libc6 symbols file
+# raised the minimum of sysconf@GLIBC_2.2.5 to 2.34, because a binary compiled with
+# glibc 2.34's headers may pass it _SC_ names older glibc rejects. Ours is compiled
+# with Zig's glibc 2.28 headers (build-binary.sh), so for every symbol whose version
+# is at most the baseline the minimum is clamped to the baseline; dpkg-shlibdeps then
+# computes libc6 (>= X) from the binary's symbols as always. It reads that one file
+# from a copy of the dpkg database (DPKG_ADMINDIR: symlinks but for that file).
+baseline=$(sed -n 's/^GLIBC_BASELINE=//p' packaging/build-binary.sh)
+if [ "$target" = x86_64-unknown-linux-gnu ] && [ -n "$baseline" ]; then
+	admin=$(pwd)/target/dpkg-admin-glibc-$baseline
+	rm -rf "$admin"
+	mkdir -p "$admin"
+	cp -as /var/lib/dpkg/. "$admin/"
+	for sym in /var/lib/dpkg/info/libc6:*.symbols /var/lib/dpkg/info/libc6.symbols; do
+		[ -f "$sym" ] || continue
+		rm -f "$admin/info/${sym##*/}"
+		awk -v base="$baseline" '
+			function le(a, b,  x, y, i, n) {
+				n = split(a, x, "."); split(b, y, ".")
+				for (i = 1; i <= (n > 3 ? n : 3); i++) { if ((x[i] + 0) != (y[i] + 0)) return (x[i] + 0) < (y[i] + 0) }
+				return 1
+			}
+			/^ [^ ]+@GLIBC_[0-9.]+ [0-9.]+$/ {
+				v = $1; sub(/.*@GLIBC_/, "", v)
+				if (le(v, base) && !le($2, base)) { print " " $1 " " base; next }
+			}
+			{ print }' "$sym" >"$admin/info/${sym##*/}"
+	done
+	DPKG_ADMINDIR=$admin
+	export DPKG_ADMINDIR
+fi
+# --target: the assets' target/release/ paths are read from target/$target/release/.
+cargo deb --no-build --locked --target "$target" -o "$deb"
 [ -f "$deb" ] || { echo "build-deb: $deb was not written" >&2; exit 1; }
 echo "$deb"

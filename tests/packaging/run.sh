@@ -60,10 +60,12 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 
 # --- build --------------------------------------------------------------------
+BUILT_HERE=0
 if [ $# -ge 2 ]; then
 	DEB=$1
 	RPM=$2
 else
+	BUILT_HERE=1
 	if DEB=$(packaging/build-deb.sh 2>"$WORK/build-deb.log" | tail -n 1) && [ -f "$DEB" ]; then
 		t_pass build-deb
 	else
@@ -142,7 +144,7 @@ sa_security() {
 	out=$(systemd-analyze security --offline=true --root="$1" --threshold=15 oneiric.service 2>&1)
 	local rc=$?
 	echo "$out" | tail -n 1
-	[ $rc -eq 0 ]
+	[ "$rc" -eq 0 ]
 }
 t_check systemd-security-deb sa_security "$DEBROOT"
 echo "  $(systemd-analyze security --offline=true --root="$DEBROOT" oneiric.service 2>&1 | tail -n 1)"
@@ -155,6 +157,34 @@ drop_in_loaded() {
 		! grep -rqs 'oneiric' "$DEBROOT/etc/systemd" "$DEBROOT/usr/lib/systemd/journald.conf.d"
 }
 t_check journald-scoped drop_in_loaded
+
+# Directives newer than systemd 247 (Debian 11) only as "#systemd>=N" lines, which
+# postinst / %post turn into oneiric.service.d/50-systemd-N.conf where systemd >= N: run
+# that function of the packaged postinst against the extracted tree with this host's
+# systemd, then verify the unit with the generated drop-in.
+# shellcheck disable=SC2317 # run through t_check
+newer_directives_ok() {
+	local u=$DEBROOT/usr/lib/systemd/system/oneiric.service d=$DEBROOT/usr/lib/systemd/system/oneiric.service.d bad
+	# Known to be newer than 247 (systemd NEWS): must not be active lines.
+	bad=$(grep -E '^(PrivateIPC|RestrictFileSystems|PrivatePIDs|MemoryZSwapMax|ProtectHostname=private|ProtectControlGroups=(private|strict)|PrivateUsers=(identity|full)|ExitType|RuntimeRandomizedExtraSec|BindLogSockets|MemoryKSM)\b' "$u" || true)
+	[ -z "$bad" ] || { echo "directives newer than systemd 247 outside a #systemd>=N line: $bad"; return 1; }
+	grep -q '^#systemd>=248 PrivateIPC=yes$' "$u" || { echo "no '#systemd>=248 PrivateIPC=yes'"; return 1; }
+	sed -n '/^newer_directives() {/,/^}/p' "$DEBCTL/postinst" >"$WORK/newer-directives.sh"
+	cmp -s <(sed -n '/^newer_directives() {/,/^}/p' rpm/post) "$WORK/newer-directives.sh" ||
+		{ echo "newer_directives differs between debian/postinst and rpm/post"; return 1; }
+	(
+		# shellcheck disable=SC2034 # read by the sourced newer_directives
+		SD_UNIT=$u SD_DROPINS=$d
+		# shellcheck source=/dev/null
+		. "$WORK/newer-directives.sh" && newer_directives
+	) || { echo "newer_directives failed"; return 1; }
+	grep -qx 'PrivateIPC=yes' "$d/50-systemd-248.conf" || { echo "no PrivateIPC=yes in the generated 50-systemd-248.conf"; return 1; }
+	sa_verify "$DEBROOT" || return 1
+	[ "$(systemd-analyze cat-config --root="$DEBROOT" systemd/system/oneiric.service.d/50-systemd-248.conf 2>/dev/null | grep -c '^PrivateIPC=yes')" = 1 ] ||
+		{ echo "systemd does not read the generated drop-in"; return 1; }
+	rm -f "$d/50-systemd-248.conf"
+}
+t_check systemd-newer-directives newer_directives_ok
 
 # Unit directives required by issue 5 and the deployment guide.
 # shellcheck disable=SC2317 # run through t_check
@@ -184,7 +214,6 @@ User=oneiric
 Group=oneiric
 StateDirectory=oneiric
 CacheDirectory=oneiric
-LogsDirectory=oneiric
 RuntimeDirectory=oneiric
 RuntimeDirectoryMode=0750
 ConfigurationDirectory=oneiric
@@ -360,13 +389,13 @@ deb_control() {
 	for dep in 'libc6' 'libsqlite3-0' 'passwd' 'init-system-helpers'; do
 		grep -Eq "^Depends:.*\\b$dep\\b" "$c" || { echo "Depends lacks $dep"; return 1; }
 	done
-	grep -q '^Package: oneiric$' "$c" && grep -q '^Section: admin$' "$c" || { echo "Package/Section"; return 1; }
+	{ grep -q '^Package: oneiric$' "$c" && grep -q '^Section: admin$' "$c"; } || { echo "Package/Section"; return 1; }
 	grep -q '^Version: [0-9][0-9.]*-1$' "$c" || { echo "Version"; return 1; }
 }
 t_check deb-control deb_control
 
 # Maintainer scripts: the ones in debian/, executable, and doing what issue 5 says.
-# shellcheck disable=SC2317 # run through t_check
+# shellcheck disable=SC2317,SC2016 # run through t_check; the quoted patterns are literal script text
 deb_scripts() {
 	local s
 	for s in postinst prerm postrm; do
@@ -385,9 +414,9 @@ deb_scripts() {
 	grep -q 'deb-systemd-invoke start' "$p" || { echo "postinst: no start on install"; return 1; }
 	grep -q 'deb-systemd-invoke try-restart' "$p" || { echo "postinst: no try-restart on upgrade"; return 1; }
 	grep -q '\[ -d /run/systemd/system \]' "$p" || { echo "postinst: not chroot-safe"; return 1; }
-	grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop' "$r" || { echo "prerm: no stop on remove"; return 1; }
-	grep -q 'rm -rf /var/lib/oneiric /var/cache/oneiric /var/log/oneiric' "$m" || { echo "postrm: purge does not clean"; return 1; }
-	grep -q 'apparmor_parser -R' "$m" && grep -q 'rm -f /etc/apparmor.d/local/usr.bin.oneiric' "$m" ||
+	{ grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop' "$r"; } || { echo "prerm: no stop on remove"; return 1; }
+	grep -q 'rm -rf /var/lib/oneiric /var/cache/oneiric' "$m" || { echo "postrm: purge does not clean"; return 1; }
+	{ grep -q 'apparmor_parser -R' "$m" && grep -q 'rm -f /etc/apparmor.d/local/usr.bin.oneiric' "$m"; } ||
 		{ echo "postrm: no apparmor unload/cleanup"; return 1; }
 	# Every systemctl/deb-systemd-invoke call that needs a running systemd is guarded.
 	if grep -n 'systemctl \|deb-systemd-invoke ' "$p" "$r" "$m" | grep -v '^[^:]*:[0-9]*:[[:space:]]*#' >"$WORK/sd-calls.txt"; then
@@ -452,9 +481,9 @@ rpm_config() {
 }
 t_check rpm-config-noreplace rpm_config
 
-# shellcheck disable=SC2317 # run through t_check
+# shellcheck disable=SC2317,SC2016 # run through t_check; the quoted patterns are literal script text
 rpm_scripts() {
-	local tag file body
+	local tag file body pair
 	for pair in PREIN:pre POSTIN:post PREUN:preun POSTUN:postun; do
 		tag=${pair%%:*}
 		file=rpm/${pair#*:}
@@ -462,14 +491,31 @@ rpm_scripts() {
 		[ "$body" = "$(cat "$file")" ] || { echo "%${pair#*:} differs from $file"; return 1; }
 		sh -n "$file" || return 1
 	done
-	grep -q 'useradd --system' rpm/pre || { echo "%pre: no user creation"; return 1; }
-	grep -q 'systemd-sysusers oneiric.conf' rpm/post && grep -q 'systemd-tmpfiles --create oneiric.conf' rpm/post ||
-		{ echo "%post: no sysusers/tmpfiles"; return 1; }
-	grep -q '"$1" -eq 1' rpm/post && grep -q 'enable oneiric.service' rpm/post && grep -q 'start oneiric.service' rpm/post ||
-		{ echo "%post: no enable+start on install"; return 1; }
-	grep -q '"$1" -eq 0' rpm/preun && grep -q 'stop oneiric.service' rpm/preun || { echo "%preun: no stop on erase"; return 1; }
-	grep -q '"$1" -ge 1' rpm/postun && grep -q 'try-restart oneiric.service' rpm/postun || { echo "%postun: no try-restart"; return 1; }
-	grep -q 'apparmor_parser -r' rpm/post && grep -q 'apparmor_parser -R' rpm/preun || { echo "no apparmor load/unload"; return 1; }
+	# Fedora/RHEL semantics (%sysusers_create_compat, %tmpfiles_create, %systemd_post,
+	# %systemd_preun, %systemd_postun_with_restart written out).
+	local u
+	u=$(grep '^u ' packaging/oneiric.sysusers)
+	{ grep -qF "echo '$u' |" rpm/pre && grep -q 'systemd-sysusers --replace=/usr/lib/sysusers.d/oneiric.conf -' rpm/pre; } ||
+		{ echo "%pre: no systemd-sysusers --replace with the line of packaging/oneiric.sysusers"; return 1; }
+	grep -q 'useradd --system' rpm/pre || { echo "%pre: no useradd fallback"; return 1; }
+	grep -q 'systemd-tmpfiles --create oneiric.conf' rpm/post || { echo "%post: no tmpfiles"; return 1; }
+	{ grep -q '"$1" -eq 1' rpm/post && grep -q 'systemctl --no-reload preset oneiric.service' rpm/post; } ||
+		{ echo "%post: no preset on first install"; return 1; }
+	! grep -v '^[[:space:]]*#' rpm/post | grep -Eq 'systemctl .*(start|enable|restart)' ||
+		{ echo "%post: starts or enables (presets decide; the admin starts)"; return 1; }
+	{ grep -q '"$1" -eq 0' rpm/preun && grep -q 'systemctl --no-reload disable oneiric.service' rpm/preun &&
+		grep -q 'systemctl stop oneiric.service' rpm/preun; } || { echo "%preun: no disable+stop on erase"; return 1; }
+	grep -q 'systemctl daemon-reload' rpm/postun || { echo "%postun: no daemon-reload"; return 1; }
+	{ grep -q '"$1" -ge 1' rpm/postun && grep -q 'systemctl try-restart oneiric.service' rpm/postun; } ||
+		{ echo "%postun: no try-restart on upgrade"; return 1; }
+	! grep -hv '^[[:space:]]*#' rpm/post rpm/preun | grep -q 'restart' || { echo "restart outside %postun"; return 1; }
+	{ grep -q 'apparmor_parser -r' rpm/post && grep -q 'apparmor_parser -R' rpm/preun; } || { echo "no apparmor load/unload"; return 1; }
+	# Every call that needs a running systemd is guarded (preset/disable act on files).
+	if grep -n 'systemctl \(start\|stop\|try-restart\|daemon-reload\)' rpm/* >"$WORK/rpm-sd-calls.txt"; then
+		awk -F: '{ print $1 }' "$WORK/rpm-sd-calls.txt" | sort -u | while read -r f; do
+			grep -q '\[ -d /run/systemd/system \]' "$f" || { echo "$f calls systemd unguarded"; exit 1; }
+		done || return 1
+	fi
 }
 t_check rpm-scripts rpm_scripts
 
@@ -513,13 +559,133 @@ no_unreferenced() {
 }
 t_check no-unreferenced-files no_unreferenced
 
+# Nothing writes a logs directory (journald has the logs): no LogsDirectory=, no
+# /var/log/oneiric in tmpfiles, AppArmor, the package scripts or the packages.
+# shellcheck disable=SC2317 # run through t_check
+no_logs_dir() {
+	local hits
+	hits=$(grep -n 'LogsDirectory\|/var/log/oneiric' packaging/oneiric.service packaging/oneiric.service.d/* \
+		packaging/oneiric.tmpfiles apparmor/usr.bin.oneiric debian/postinst debian/prerm debian/postrm rpm/* 2>&1 |
+		grep -v ':[0-9]*:[[:space:]]*#')
+	[ -z "$hits" ] || { echo "logs directory still referenced: $(head -n 3 <<<"$hits" | tr '\n' ' ')"; return 1; }
+	{ ! grep -q ' ./var/log/' "$WORK/deb-files.txt" && ! grep -q ' /var/log/' "$WORK/rpm-files.txt"; } ||
+		{ echo "a package ships something under /var/log"; return 1; }
+}
+t_check no-logs-directory no_logs_dir
+
+# --- glibc baseline -------------------------------------------------------------
+# The binary in both packages needs no glibc symbol version above GLIBC_BASELINE, and
+# the dependencies that dpkg-shlibdeps / rpm's automatic requires derived from it say so.
+GLIBC_BASELINE=2.28
+glibc_max() { # glibc_max BINARY -> the highest GLIBC_x.y the binary references
+	objdump -T "$1" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n 1
+}
+# shellcheck disable=SC2317 # called from checks run through t_check
+ver_le() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | tail -n 1)" = "$2" ]; }
+# shellcheck disable=SC2317 # run through t_check
+glibc_baseline() { # glibc_baseline ROOT
+	local max above
+	[ -x "$1/usr/bin/oneiric" ] || { echo "no usr/bin/oneiric"; return 1; }
+	max=$(glibc_max "$1/usr/bin/oneiric")
+	[ -n "$max" ] || { echo "objdump -T shows no GLIBC_ symbol versions"; return 1; }
+	# objdump -T: "... DF *UND* 0000000000000000 (GLIBC_2.28) statx" (or without parentheses)
+	above=$(objdump -T "$1/usr/bin/oneiric" | sed -n 's/.*[ (]GLIBC_\([0-9][0-9.]*\))\{0,1\}[[:space:]]\{1,\}\([^ ]*\)$/\1 \2/p' |
+		while read -r v sym; do ver_le "$v" "$GLIBC_BASELINE" || echo "$sym@GLIBC_$v"; done | sort -u | head -n 5 | tr '\n' ' ')
+	[ -z "$above" ] || { echo "symbols above GLIBC_$GLIBC_BASELINE: $above"; return 1; }
+	echo "newest: GLIBC_$max"
+}
+t_check glibc-baseline-deb glibc_baseline "$DEBROOT"
+t_check glibc-baseline-rpm glibc_baseline "$RPMROOT"
+t_log "deb binary needs GLIBC_$(glibc_max "$DEBROOT/usr/bin/oneiric"), rpm binary GLIBC_$(glibc_max "$RPMROOT/usr/bin/oneiric")"
+# shellcheck disable=SC2317 # run through t_check
+libc_dependencies() {
+	local dep v req
+	dep=$(sed -n 's/^Depends: //p' "$DEBCTL/control" | tr ',' '\n' | sed 's/^ *//' | grep '^libc6 ')
+	v=$(sed -n 's/^libc6 (>= \([0-9.]*\))$/\1/p' <<<"$dep")
+	[ -n "$v" ] || { echo "Depends has no 'libc6 (>= X)' from dpkg-shlibdeps: '$dep'"; return 1; }
+	ver_le "$v" "$GLIBC_BASELINE" || { echo ".deb: $dep is above the baseline $GLIBC_BASELINE"; return 1; }
+	req=$(rpm -qp --requires "$RPM" 2>/dev/null | sed -n 's/^libc\.so\.6(GLIBC_\([0-9.]*\))(64bit)$/\1/p' | sort -V | tail -n 1)
+	[ -n "$req" ] || { echo ".rpm requires no libc.so.6(GLIBC_x)(64bit) (automatic requires)"; return 1; }
+	ver_le "$req" "$GLIBC_BASELINE" || { echo ".rpm requires libc.so.6(GLIBC_$req)(64bit), above the baseline"; return 1; }
+	echo ".deb: $dep; .rpm: libc.so.6(GLIBC_$req)(64bit)"
+}
+t_check libc-dependencies libc_dependencies
+
 # --- example alert rules ---------------------------------------------------------
-# promtool comes with Debian's prometheus package, too big to install just for
-# this: checked when present.
-if command -v promtool >/dev/null 2>&1; then
-	t_check alert-rules promtool check rules packaging/examples/oneiric-alerts.yml
+# promtool (Debian's prometheus package, installed above) checks the rules, and unit
+# tests in tests/packaging/oneiric-alerts.test.yml fire every alert of the file (and
+# show a healthy instance firing none).
+t_check alert-rules promtool check rules packaging/examples/oneiric-alerts.yml
+# shellcheck disable=SC2317 # run through t_check
+alert_tests_cover_all() {
+	local a missing=()
+	while read -r a; do
+		# A block `alertname: A` whose exp_alerts is a non-empty list.
+		grep -A3 -E "^[[:space:]]*(- )?alertname: *$a\$" "$HERE/oneiric-alerts.test.yml" | grep -q 'exp_alerts: *$' ||
+			missing+=("$a")
+	done < <(sed -n 's/^[[:space:]]*- alert: *//p' packaging/examples/oneiric-alerts.yml)
+	[ ${#missing[@]} -eq 0 ] || { echo "no test case that fires: ${missing[*]}"; return 1; }
+	promtool test rules "$HERE/oneiric-alerts.test.yml"
+}
+t_check alert-rules-tests alert_tests_cover_all
+
+# --- reproducible packages -----------------------------------------------------
+# A second checkout of the same tree (its tracked and untracked, not ignored files,
+# copied with fresh mtimes) in another directory builds both packages again, later, with
+# the same SOURCE_DATE_EPOCH (the commit time); both must be byte-identical to the
+# first ones, or diffoscope (Debian's package, installed on demand) shows why.
+# The second tree and its target/ are kept in ONEIRIC_REPRO_DIR (/var/tmp/oneiric-repro):
+# dependencies compiled there on an earlier run are reused, the oneiric crate itself is
+# always compiled and linked again (fresh mtimes). From an empty cache (CI) the second
+# build is complete. Skipped with ONEIRIC_PKG_REPRO=0, or when packages were given.
+REPRO=${ONEIRIC_REPRO_DIR:-/var/tmp/oneiric-repro}
+# shellcheck disable=SC2317 # called from repro_same, run through t_check
+same_or_diffoscope() { # same_or_diffoscope A B NAME
+	cmp -s "$1" "$2" && return 0
+	command -v diffoscope >/dev/null 2>&1 || T_APT_LOG=$WORK/apt.log t_apt_install diffoscope >/dev/null 2>&1 || true
+	if command -v diffoscope >/dev/null 2>&1; then
+		diffoscope --text "$WORK/diffoscope-$3.txt" "$1" "$2" >/dev/null 2>&1 || true
+		sed 's/^/    /' "$WORK/diffoscope-$3.txt" | head -n 60 >&2
+		echo "$1 and $2 differ (diffoscope: $WORK/diffoscope-$3.txt)"
+	else
+		echo "$1 and $2 differ (cmp: $(cmp "$1" "$2" 2>&1 | head -n 1)); diffoscope not installable"
+	fi
+	return 1
+}
+repro_build() {
+	local src=$REPRO/src f epoch
+	epoch=$(git log -1 --format=%ct) || { echo "not a git checkout"; return 1; }
+	mkdir -p "$src"
+	find "$src" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
+	git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+		[ -e "$f" ] && printf '%s\0' "$f"; done | tar --null -T - -cf - | tar -C "$src" -m -xf - ||
+		{ echo "copying the tree to $src failed"; return 1; }
+	(cd "$src" && SOURCE_DATE_EPOCH=$epoch packaging/build-deb.sh) >"$WORK/repro-deb.out" 2>"$WORK/repro-build-deb.log" ||
+		{ echo "second build-deb.sh failed: $(tail -n 1 "$WORK/repro-build-deb.log")"; return 1; }
+	(cd "$src" && SOURCE_DATE_EPOCH=$epoch packaging/build-rpm.sh) >"$WORK/repro-rpm.out" 2>"$WORK/repro-build-rpm.log" ||
+		{ echo "second build-rpm.sh failed: $(tail -n 1 "$WORK/repro-build-rpm.log")"; return 1; }
+	echo "second build in $src (SOURCE_DATE_EPOCH=$epoch)"
+}
+# shellcheck disable=SC2317 # run through t_check
+repro_same() { # repro_same deb|rpm FIRST
+	local second
+	second=$REPRO/src/$(tail -n 1 "$WORK/repro-$1.out")
+	[ -f "$second" ] || { echo "second build printed no $1"; return 1; }
+	same_or_diffoscope "$2" "$second" "$1"
+}
+if [ "${ONEIRIC_PKG_REPRO:-1}" = 0 ]; then
+	t_skip reproducible "ONEIRIC_PKG_REPRO=0"
+elif [ "$BUILT_HERE" = 0 ]; then
+	t_skip reproducible "packages given on the command line (built elsewhere)"
 else
-	echo "SKIP alert-rules (no promtool)"
+	t0=$SECONDS
+	if t_out=$(repro_build 2>&1); then
+		t_log "$t_out ($((SECONDS - t0)) s)"
+		t_check reproducible-deb repro_same deb "$DEB"
+		t_check reproducible-rpm repro_same rpm "$RPM"
+	else
+		t_fail reproducible "$(printf '%s\n' "$t_out" | tail -n 1)"
+	fi
 fi
 
 # --- lifecycle in a chroot (no running systemd) --------------------------------
@@ -529,11 +695,13 @@ fi
 # the chroot has no rpm database). Checks the scripts are idempotent, set -e
 # safe and chroot-safe. Skipped with ONEIRIC_PKG_CHROOT=0.
 CHROOT=$WORK/chroot
+# shellcheck disable=SC2317 # run from the EXIT trap and below
 chroot_cleanup() {
 	mountpoint -q "$CHROOT/proc" 2>/dev/null && umount "$CHROOT/proc"
 	return 0
 }
 trap chroot_cleanup EXIT
+# shellcheck disable=SC2317 # called from the lifecycle checks, run through t_check
 make_chroot() {
 	local tarball=$REPO/target/packaging-chroot-bookworm-sqlite.tar mirror
 	if [ ! -s "$tarball" ]; then
@@ -554,14 +722,16 @@ make_chroot() {
 	tar -C "$CHROOT" -xf "$tarball"
 	[ ! -e "$CHROOT/run/systemd/system" ] || { echo "chroot has /run/systemd/system"; return 1; }
 }
+# shellcheck disable=SC2317 # called from the lifecycle checks, run through t_check
 in_chroot() { chroot "$CHROOT" /bin/sh -c "$1" >>"$WORK/chroot.log" 2>&1; }
+# shellcheck disable=SC2317,SC2016 # called from the lifecycle checks; the quoted script expands in the chroot
 modes_ok() {
 	in_chroot 'test "$(stat -c "%a %U %G" /etc/oneiric)" = "750 root oneiric" &&
 		test "$(stat -c "%a %U %G" /etc/oneiric/app.yml)" = "640 root oneiric" &&
 		test "$(stat -c "%a %U %G" /etc/oneiric/manifest.yaml)" = "640 root oneiric" &&
 		test "$(stat -c "%a %U %G" /etc/oneiric/environment)" = "600 root root"'
 }
-# shellcheck disable=SC2317 # run through t_check
+# shellcheck disable=SC2317,SC2016 # run through t_check; the quoted scripts expand in the chroot
 deb_lifecycle() {
 	make_chroot || return 1
 	cp "$DEB" "$CHROOT/tmp/oneiric.deb"
@@ -576,7 +746,7 @@ deb_lifecycle() {
 	# 2. Upgrade (same version again) with /proc mounted and an admin edit.
 	mount -t proc proc "$CHROOT/proc" || { echo "cannot mount /proc"; return 1; }
 	in_chroot 'echo "# admin edit" >> /etc/oneiric/app.yml; chmod 0644 /etc/oneiric/environment;
-		mkdir -p /var/lib/oneiric /var/cache/oneiric /var/log/oneiric; touch /var/lib/oneiric/x /var/cache/oneiric/x /var/log/oneiric/x'
+		mkdir -p /var/lib/oneiric /var/cache/oneiric; touch /var/lib/oneiric/x /var/cache/oneiric/x'
 	in_chroot 'dpkg -i /tmp/oneiric.deb' || { echo "upgrade failed"; return 1; }
 	umount "$CHROOT/proc"
 	in_chroot 'tail -n 1 /etc/oneiric/app.yml | grep -q "admin edit"' || { echo "upgrade lost an admin edit"; return 1; }
@@ -594,21 +764,37 @@ deb_lifecycle() {
 	# 5. Reinstall after purge (user exists): idempotent.
 	in_chroot 'dpkg -i /tmp/oneiric.deb && dpkg -P oneiric' || { echo "reinstall after purge failed"; return 1; }
 }
-# shellcheck disable=SC2317 # run through t_check
+# shellcheck disable=SC2317,SC2016 # run through t_check; the quoted scripts expand in the chroot
 rpm_lifecycle() {
 	[ -d "$CHROOT/etc" ] || make_chroot || return 1
 	in_chroot 'userdel oneiric 2>/dev/null; true'
+	local wants=/etc/systemd/system/multi-user.target.wants/oneiric.service
+	# 1. Fedora's default preset (99-default-disable.preset: disable *): installed, the
+	#    user exists, modes right, but not enabled (and nothing starts it).
+	in_chroot 'mkdir -p /etc/systemd/system-preset && echo "disable *" >/etc/systemd/system-preset/99-default-disable.preset'
 	rpm --root="$CHROOT" --nodeps -i "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -i failed"; return 1; }
 	in_chroot 'getent passwd oneiric | grep -q ":/var/lib/oneiric:/usr/sbin/nologin$"' || { echo "no user after install"; return 1; }
 	modes_ok || { echo "wrong modes after install"; return 1; }
-	in_chroot 'test -L /etc/systemd/system/multi-user.target.wants/oneiric.service' || { echo "not enabled"; return 1; }
+	in_chroot "test ! -e $wants" || { echo "enabled although the presets say disable"; return 1; }
+	# 2. The admin enables it; an upgrade keeps that and an admin edit.
+	in_chroot 'systemctl enable oneiric.service' || { echo "systemctl enable failed in the chroot"; return 1; }
 	in_chroot 'echo "# admin edit" >> /etc/oneiric/app.yml; mkdir -p /var/lib/oneiric /var/cache/oneiric; touch /var/lib/oneiric/x /var/cache/oneiric/x'
 	rpm --root="$CHROOT" --nodeps -U --replacepkgs "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -U failed"; return 1; }
 	in_chroot 'tail -n 1 /etc/oneiric/app.yml | grep -q "admin edit"' || { echo "upgrade lost an admin edit"; return 1; }
+	in_chroot "test -L $wants" || { echo "upgrade changed the admin's enablement"; return 1; }
+	# 3. Erase: disabled, cache gone, state and the edited setting (.rpmsave) kept.
 	rpm --root="$CHROOT" -e oneiric >>"$WORK/chroot.log" 2>&1 || { echo "rpm -e failed"; return 1; }
-	in_chroot 'test ! -e /etc/systemd/system/multi-user.target.wants/oneiric.service && test ! -e /var/cache/oneiric &&
-		test -f /var/lib/oneiric/x && test -f /etc/oneiric/app.yml.rpmsave && test ! -e /usr/share/doc/oneiric' ||
+	in_chroot "test ! -e $wants && test ! -L $wants" || { echo "still enabled after erase"; return 1; }
+	in_chroot 'test ! -e /var/cache/oneiric && test -f /var/lib/oneiric/x && test -f /etc/oneiric/app.yml.rpmsave &&
+		test ! -e /usr/share/doc/oneiric && test ! -e /var/log/oneiric' ||
 		{ echo "erase: wrong leftovers"; return 1; }
+	# 4. A preset that enables it: the first install enables it (still not started).
+	in_chroot 'echo "enable oneiric.service" >/etc/systemd/system-preset/50-oneiric.preset; rm -rf /etc/oneiric'
+	rpm --root="$CHROOT" --nodeps -i "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -i (enable preset) failed"; return 1; }
+	in_chroot "test -L $wants" || { echo "not enabled although a preset says enable"; return 1; }
+	rpm --root="$CHROOT" -e oneiric >>"$WORK/chroot.log" 2>&1 || { echo "rpm -e (2) failed"; return 1; }
+	in_chroot "test ! -L $wants" || { echo "still enabled after the second erase"; return 1; }
+	in_chroot 'rm -f /etc/systemd/system-preset/99-default-disable.preset /etc/systemd/system-preset/50-oneiric.preset'
 }
 if [ "${ONEIRIC_PKG_CHROOT:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
 	t_check deb-chroot-lifecycle deb_lifecycle

@@ -57,6 +57,19 @@ done
 [ -f "$MANIFEST" ] || fail "$MANIFEST missing"
 expect_eq "owner/mode of /etc/oneiric/environment" "$(stat -c '%U:%G %a' /etc/oneiric/environment)" "root:root 600"
 expect_eq "owner/mode of /usr/bin/oneiric" "$(stat -c '%U:%G %a' /usr/bin/oneiric)" "root:root 755"
+# Directives newer than this systemd stay out of its sight: "#systemd>=N" lines of the
+# unit become oneiric.service.d/50-systemd-N.conf only where systemd >= N, and the
+# unit's load produced no "Unknown key"/"Unknown lvalue" warning (issue 16).
+sd=$(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')
+while read -r n; do
+  f=/usr/lib/systemd/system/oneiric.service.d/50-systemd-$n.conf
+  if [ "$sd" -ge "$n" ]; then [ -f "$f" ] || fail "systemd $sd: no $f"
+  else [ ! -e "$f" ] || fail "systemd $sd < $n but $f exists"; fi
+done < <(sed -n 's/^#systemd>=\([0-9]*\) .*/\1/p' /usr/lib/systemd/system/oneiric.service | sort -u)
+if [ "$sd" -ge 248 ]; then expect_eq "PrivateIPC (systemd $sd)" "$(prop PrivateIPC)" yes; fi
+unknown=$(journalctl -b --no-pager -o cat | grep -E 'oneiric\.service.*(Unknown key|Unknown lvalue|Unknown section)' || true)
+[ -z "$unknown" ] || fail "systemd $sd warns about the unit: $(head -n 3 <<<"$unknown" | tr '\n' ' ')"
+note "systemd $sd: drop-ins $(find /usr/lib/systemd/system/oneiric.service.d/ -name '*.conf' -printf '%f ')"
 # The control socket exists in the runtime directory.
 [ -S /run/oneiric/control.sock ] || fail "no /run/oneiric/control.sock"
 
