@@ -104,7 +104,8 @@
               }
               ''
                 echo "evaluated $toplevel"
-                sh ${./tests/nix/compare-unit.sh} ${./packaging} "$unitPath" ${package}/bin/oneiric
+                sh ${./tests/nix/compare-unit.sh} ${./packaging} "$unitPath" ${package}/bin/oneiric \
+                  ${nixos.config.systemd.package.version}
                 touch $out
               '';
         }

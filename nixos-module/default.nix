@@ -2,8 +2,9 @@
 #
 # The service is derived from packaging/oneiric.service and its drop-in
 # packaging/oneiric.service.d/*.conf (the ONE copy of the unit, also used by the .deb and the
-# .rpm): every directive is read from those files at evaluation time and only these values are
-# substituted:
+# .rpm), plus its `#systemd>=N Directive=value` lines where this system's systemd is N or newer
+# (as the package scripts' generated drop-in 50-systemd-N.conf): every directive is read from
+# those files at evaluation time and only these values are substituted:
 #   - /usr/bin/oneiric                         -> ${cfg.package}/bin/oneiric
 #   - ExecStart's `--manifest /etc/oneiric/manifest.yaml` -> the URL or runtime path of
 #     `manifest` when it is one (left out when `manifest = null`), `--refresh-interval 120`
@@ -41,17 +42,35 @@ let
 
   # ---- the packaged files -------------------------------------------------------------------
   packaging = ../packaging;
+  unitText = builtins.readFile (packaging + "/oneiric.service");
   dropInDir = packaging + "/oneiric.service.d";
-  dropIns = lib.optionals (builtins.pathExists dropInDir) (
-    map (n: unitFile.parse "packaging/oneiric.service.d/${n}" (builtins.readFile (dropInDir + "/${n}"))) (
-      lib.sort lib.lessThan (
-        lib.attrNames (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".conf" n) (builtins.readDir dropInDir))
-      )
-    )
+  packagedDropIns = lib.optionalAttrs (builtins.pathExists dropInDir) (
+    lib.mapAttrs (n: _: {
+      file = "packaging/oneiric.service.d/${n}";
+      text = builtins.readFile (dropInDir + "/${n}");
+    }) (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".conf" n) (builtins.readDir dropInDir))
   );
-  packagedUnit = unitFile.withDropIns (unitFile.parse "packaging/oneiric.service" (
-    builtins.readFile (packaging + "/oneiric.service")
-  )) dropIns;
+  # Directives newer than the oldest systemd the packages support are written in the unit as
+  # `#systemd>=N Directive=value` ([Service]); the package scripts put them into the drop-in
+  # oneiric.service.d/50-systemd-N.conf where systemd is N or newer. The same here, for this
+  # system's systemd (always new enough on NixOS today), applied in the same name order.
+  systemdVersion = config.systemd.package.version;
+  newerLines = lib.filter (m: m != null) (
+    map (builtins.match "#systemd>=([0-9]+) (.*)") (lib.splitString "\n" unitText)
+  );
+  newerDropIns = lib.listToAttrs (
+    map (n: lib.nameValuePair "50-systemd-${n}.conf" {
+      file = "packaging/oneiric.service (#systemd>=${n} lines)";
+      text = "[Service]\n" + lib.concatMapStrings (m: builtins.elemAt m 1 + "\n") (
+        lib.filter (m: builtins.head m == n) newerLines
+      );
+    }) (lib.filter (n: lib.versionAtLeast systemdVersion n) (lib.unique (map builtins.head newerLines)))
+  );
+  allDropIns = packagedDropIns // newerDropIns;
+  dropIns = map (n: unitFile.parse allDropIns.${n}.file allDropIns.${n}.text) (
+    lib.sort lib.lessThan (lib.attrNames allDropIns)
+  );
+  packagedUnit = unitFile.withDropIns (unitFile.parse "packaging/oneiric.service" unitText) dropIns;
 
   packagedService = packagedUnit.Service or (throw "packaging/oneiric.service has no [Service] section");
   asList = v: if builtins.isList v then v else [ v ];

@@ -1,8 +1,11 @@
 #!/bin/sh
-# compare-unit.sh PACKAGING_DIR RENDERED_UNIT STORE_BIN
+# compare-unit.sh PACKAGING_DIR RENDERED_UNIT STORE_BIN [SYSTEMD_VERSION]
 #
 # Drift check between the packaged unit and the NixOS one. PACKAGING_DIR is packaging/ (its
-# oneiric.service plus oneiric.service.d/*.conf, applied in name order as systemd does);
+# oneiric.service plus oneiric.service.d/*.conf, applied in name order as systemd does, and
+# the drop-ins 50-systemd-N.conf the package scripts generate from the unit's
+# `#systemd>=N Directive=value` lines where systemd is N or newer: SYSTEMD_VERSION, by default
+# every such line);
 # RENDERED_UNIT is the unit the NixOS module produced for `services.oneiric.enable = true` with
 # no other option (with an [Install] section made from wantedBy); STORE_BIN is the package's
 # bin/oneiric, which stands for /usr/bin/oneiric.
@@ -27,6 +30,7 @@ export LC_ALL
 pkgdir=$1
 rendered=$2
 bin=$3
+systemd_version=${4:-}
 
 normalize() {
 	# $1: 1 for the NixOS side (drop what NixOS adds to every unit)
@@ -69,15 +73,29 @@ normalize() {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
+# The drop-ins as an installed system has them: the packaged ones and the generated ones.
+mkdir "$tmp/d"
+if [ -d "$pkgdir/oneiric.service.d" ]; then
+	for f in "$pkgdir"/oneiric.service.d/*.conf; do
+		[ -f "$f" ] && cp "$f" "$tmp/d/"
+	done
+fi
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+sed -n 's/^#systemd>=\([0-9][0-9]*\) .*/\1/p' "$pkgdir/oneiric.service" | sort -u | while read -r n; do
+	if [ -z "$systemd_version" ] || version_ge "$systemd_version" "$n"; then
+		{
+			echo "[Service]"
+			sed -n "s/^#systemd>=$n //p" "$pkgdir/oneiric.service"
+		} >"$tmp/d/50-systemd-$n.conf"
+	fi
+done
 {
 	cat "$pkgdir/oneiric.service"
-	if [ -d "$pkgdir/oneiric.service.d" ]; then
-		for f in "$pkgdir"/oneiric.service.d/*.conf; do
-			[ -f "$f" ] || continue
-			echo
-			cat "$f"
-		done
-	fi
+	for f in "$tmp"/d/*.conf; do
+		[ -f "$f" ] || continue
+		echo
+		cat "$f"
+	done
 } | normalize 0 | LC_ALL=C sort >"$tmp/packaged"
 normalize 1 <"$rendered" | LC_ALL=C sort >"$tmp/nixos"
 

@@ -84,6 +84,10 @@ let
       users.users = anyAttrs;
       users.groups = anyAttrs;
       systemd.tmpfiles.packages = anyList;
+      systemd.package = mkOption {
+        type = types.anything;
+        default = pkgs.systemd;
+      };
       systemd.services = mkOption {
         default = { };
         type = types.attrsOf (
@@ -426,6 +430,7 @@ let
 in
 {
   inherit unit expectations bin;
+  systemdVersion = config.systemd.package.version;
   vmScenarios = lib.concatMapStrings (s: s + "\n") vmScenarios;
   settings = cfg.settings;
   # One line per expectation, for run.sh: `PASS name` or `FAIL name: detail`.

@@ -112,6 +112,11 @@ done
 	for d in "$repo"/packaging/oneiric.service.d/*.conf; do
 		[ -f "$d" ] && { echo; cat "$d"; }
 	done
+	# The unit's `#systemd>=N Directive=value` lines, active (every N: no version given).
+	if grep -q '^#systemd>=[0-9]' "$repo/packaging/oneiric.service"; then
+		printf '\n[Service]\n'
+		sed -n 's/^#systemd>=[0-9][0-9]* //p' "$repo/packaging/oneiric.service"
+	fi
 } >"$tmp/same.service"
 sed 's/^\(Restart\)=.*/\1=always/' "$tmp/same.service" >"$tmp/changed.service"
 if ! sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/same.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
@@ -352,7 +357,8 @@ unit_drift() {
 	# unit_drift PACKAGING_DIR [VARIANT] -> 0 when the module's unit equals it
 	module_eval "${2:-x86_64-linux:module}" default unit >"$tmp/unit" 2>"$tmp/err" || return 2
 	bin=$(module_eval "${2:-x86_64-linux:module}" default bin 2>>"$tmp/err") || return 2
-	sh "$here/compare-unit.sh" "$1" "$tmp/unit" "$bin" >"$tmp/drift" 2>&1
+	sdv=$(module_eval "${2:-x86_64-linux:module}" default systemdVersion 2>>"$tmp/err") || return 2
+	sh "$here/compare-unit.sh" "$1" "$tmp/unit" "$bin" "$sdv" >"$tmp/drift" 2>&1
 }
 for v in $variants; do
 	name="no drift: NixOS service (${v%%:*}, ${v#*:}) == packaging/oneiric.service + oneiric.service.d"
@@ -372,12 +378,15 @@ printf '\n[Service]\nTasksMax=64\n' >>"$work/repo/packaging/oneiric.service"
 mkdir -p "$work/repo/packaging/oneiric.service.d"
 printf '[Service]\nProtectHostname=private\nSystemCallFilter=\nSystemCallFilter=@system-service\n' \
 	>"$work/repo/packaging/oneiric.service.d/zz-run-sh-test.conf"
+# ... and `#systemd>=N` lines: one this systemd has (applied), one it has not (left out).
+sed -i 's/^\(\[Service\]\)$/\1\n#systemd>=250 RestrictFileSystems=~@network\n#systemd>=9999 NoSuchDirective=yes/' \
+	"$work/repo/packaging/oneiric.service"
 if ! unit_drift "$work/repo/packaging"; then
-	t_fail "module follows an edit of packaging/oneiric.service and a new drop-in" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
 elif unit_drift "$tree/packaging"; then
-	t_fail "module follows an edit of packaging/oneiric.service and a new drop-in" "the edited unit still compared equal to the original"
+	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "the edited unit still compared equal to the original"
 else
-	t_pass "module follows an edit of packaging/oneiric.service and a new drop-in (RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset)"
+	t_pass "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines (RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset, #systemd>=250 applied, #systemd>=9999 not)"
 fi
 
 t_finish

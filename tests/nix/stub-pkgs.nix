@@ -62,6 +62,8 @@ let
     testers.runNixOSTest = test: fakeDrv "vm-test-run-${test.name}" { inherit test; };
     writeText = name: text: fakeDrv name { inherit text; };
     gawk = fakeDrv "gawk" { };
+    # config.systemd.package (the module reads its version for the unit's #systemd>=N lines).
+    systemd = fakeDrv "systemd-258" { version = "258"; };
     # Used by the VM tests' nodes and the dev shell.
     curl = fakeDrv "curl" { };
     python3 = fakeDrv "python3" { };
