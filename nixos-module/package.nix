@@ -78,6 +78,12 @@ rustPlatform.buildRustPackage {
       install -Dm644 packaging/oneiric.tmpfiles $out/lib/tmpfiles.d/oneiric.conf
       substituteInPlace $out/lib/systemd/system/oneiric.service \
         --replace-fail /usr/bin/oneiric $out/bin/oneiric
+      # The unit's `#systemd>=N Directive=value` lines, which the .deb/.rpm scripts write into
+      # oneiric.service.d/50-systemd-N.conf where systemd is N or newer: nixpkgs' systemd is.
+      for n in $(sed -n 's/^#systemd>=\([0-9][0-9]*\) .*/\1/p' packaging/oneiric.service | sort -u); do
+        { echo "[Service]"; sed -n "s/^#systemd>=$n //p" packaging/oneiric.service; } \
+          >$out/lib/systemd/system/oneiric.service.d/50-systemd-$n.conf
+      done
 
       # Defaults and examples, for reference (the NixOS module renders its own /etc/oneiric).
       mkdir -p $out/share/oneiric
