@@ -22,7 +22,8 @@
 #                         and packaging/build-rpm.sh)
 #   ONEIRIC_VM_TIMEOUT    seconds for one guest (all its boots), default 1800
 #   ONEIRIC_VM_SCENARIO_TIMEOUT  seconds for one scenario inside the guest, default 480
-#   ONEIRIC_VM_SMP, ONEIRIC_VM_MEM  guest CPUs (2) and memory in MiB (2048)
+#   ONEIRIC_VM_SMP, ONEIRIC_VM_MEM  guest CPUs (1) and memory in MiB (2048)
+#   ONEIRIC_VM_JOBS       guests at the same time (default: the host's cores)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
@@ -294,8 +295,8 @@ make_old_rpm() { # make_old_rpm IN OUT
       fi
     done
     echo "%files"
-    # mode user group flags path -> %attr(...) [%config(noreplace)] [%doc] path
-    rpm -qp --qf '[%{FILEMODES:octal} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]' "$in" 2>/dev/null |
+    # mode user group f<flags> path -> %attr(...) [%config(noreplace)] path
+    rpm -qp --qf '[%{FILEMODES:octal} %{FILEUSERNAME} %{FILEGROUPNAME} f%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$in" 2>/dev/null |
       awk '{ m = substr($1, length($1) - 3); c = ""; if ($4 ~ /c/) c = ($4 ~ /n/) ? "%config(noreplace) " : "%config "
              printf "%%attr(%s,%s,%s) %s%s\n", m, $2, $3, c, $5 }'
   } >"$tmp/old.spec"
