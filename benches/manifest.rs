@@ -14,8 +14,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use oneiric::config::Env;
 use oneiric::config::stack::StackOrder;
-use oneiric::config::{Env, SettingsSource};
+use oneiric::engine::SettingsSource;
 use oneiric::engine::{self, Dirs, LoadRequest, ManifestSource, Overrides};
 use oneiric::manifest::{self, canonical, signature};
 use oneiric::resolver::Registry;

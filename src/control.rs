@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::Domain;
+use crate::exit::Exit;
 
 /// Requests are small; a peer sending more is cut off.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -47,14 +48,68 @@ pub enum Request {
     Status,
 }
 
+/// The service's answer. `outcome` is the exit code the CLI ends with, carried by name
+/// (`"ok"`, `"invalid_config"`, ...): an outcome this CLI does not know is a protocol error,
+/// never silently another code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Response {
-    pub ok: bool,
-    /// The exit code the CLI should use (see `cli::Exit`).
-    pub code: u8,
+    pub outcome: Exit,
     pub message: String,
     #[serde(default)]
     pub data: Value,
+}
+
+impl Response {
+    pub fn ok(&self) -> bool {
+        self.outcome == Exit::Ok
+    }
+}
+
+/// Why the service could not set up its control socket.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("runtime directory {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another oneiric service is already listening on {0}")]
+    InUse(String),
+    #[error("control socket {path}: {source}")]
+    Socket {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the control socket (mode 0660: root and the service's group), replacing a stale one
+/// but never stealing a live service's.
+pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, BindError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| BindError::Directory {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let socket_err = |source| BindError::Socket {
+        path: shown.clone(),
+        source,
+    };
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(shown));
+        }
+        std::fs::remove_file(path).map_err(socket_err)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(socket_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(socket_err)?;
+    listener.set_nonblocking(true).map_err(socket_err)?;
+    Ok(listener)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,33 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Why a text file could not be read (the caller names the file in its own error).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{size} bytes is more than the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not valid UTF-8 (first bad byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+}
+
+/// Reads a text file with a size limit, reporting non-UTF-8 content by offset.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = File::open(path)?;
+    let mut bytes = Vec::new();
+    // One byte past the limit: an oversized file is detected without reading it whole.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(limit + 1);
+        return Err(ReadError::TooLarge { size, limit });
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let name = path

@@ -6,31 +6,65 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::daemon::Shared;
 use crate::domain::Domain;
 use crate::resolver::Requirements;
+use crate::served::View;
 
 const MAX_CONNECTIONS: usize = 1024;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request line plus headers; a GET needs far less.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Every endpoint: the one route table, from which the 404/405 answers and the ready log
+/// line are derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Metrics,
+    Healthz,
+    Readyz,
+    Status,
+    Resolve(&'a str, &'a str),
+    Explain(&'a str, &'a str),
+}
+
+impl<'a> Route<'a> {
+    /// The paths, as the ready line and README list them.
+    pub const PATTERNS: [&'static str; 6] = [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/v1/status",
+        "/v1/resolve/DOMAIN/KEY",
+        "/v1/explain/DOMAIN/KEY",
+    ];
+    /// Every route answers these; anything else is 405 with `Allow:` this list.
+    pub const METHODS: &'static str = "GET, HEAD";
+
+    pub fn parse(path: &'a str) -> Option<Self> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Some(match segments.as_slice() {
+            ["metrics"] => Route::Metrics,
+            ["healthz"] => Route::Healthz,
+            ["readyz"] => Route::Readyz,
+            ["v1", "status"] => Route::Status,
+            ["v1", "resolve", d, k] => Route::Resolve(d, k),
+            ["v1", "explain", d, k] => Route::Explain(d, k),
+            _ => return None,
+        })
+    }
+}
+
+pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -41,10 +75,10 @@ pub async fn serve(
                 // Over the cap, drop the connection at once rather than queue it.
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else { continue };
                 let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
+                let view = view.clone();
                 let service = hyper::service::service_fn(move |req| {
-                    let shared = Arc::clone(&shared);
-                    async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+                    let view = view.clone();
+                    async move { Ok::<_, Infallible>(handle(&req, &view)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -63,13 +97,12 @@ pub async fn serve(
 }
 
 fn respond(
-    shared: &Shared,
+    view: &View,
     status: StatusCode,
     content_type: &'static str,
     body: Vec<u8>,
 ) -> Response<Full<Bytes>> {
-    shared
-        .metrics
+    view.metrics()
         .http_requests
         .with_label_values(&[status.as_str()])
         .inc();
@@ -80,117 +113,89 @@ fn respond(
     r
 }
 
-fn json(
-    shared: &Shared,
-    status: StatusCode,
-    value: &impl serde::Serialize,
-) -> Response<Full<Bytes>> {
+fn json(view: &View, status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    respond(shared, status, "application/json", body)
+    respond(view, status, "application/json", body)
 }
 
-fn error(shared: &Shared, status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+fn error(view: &View, status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json(
-        shared,
+        view,
         status,
         &serde_json::json!({"error": message, "status": status.as_u16()}),
     )
 }
 
-fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn handle<B>(req: &Request<B>, view: &View) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let known = matches!(
-        segments.as_slice(),
-        ["metrics"]
-            | ["healthz"]
-            | ["readyz"]
-            | ["v1", "status"]
-            | ["v1", "resolve", _, _]
-            | ["v1", "explain", _, _]
-    );
-    if !known {
+    let Some(route) = Route::parse(path) else {
         return error(
-            shared,
+            view,
             StatusCode::NOT_FOUND,
             &format!("no such endpoint: {path}"),
         );
-    }
+    };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = error(
-            shared,
+            view,
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are allowed",
         );
         r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(ALLOW, HeaderValue::from_static(Route::METHODS));
         return r;
     }
-    match segments.as_slice() {
-        ["metrics"] => match shared.metrics.encode() {
+    match route {
+        Route::Metrics => match view.metrics().encode() {
             Ok(body) => respond(
-                shared,
+                view,
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 body,
             ),
-            Err(e) => error(shared, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            Err(e) => error(view, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
-        ["healthz"] => respond(
-            shared,
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            b"ok\n".to_vec(),
+        Route::Healthz => respond(view, StatusCode::OK, TEXT, b"ok\n".to_vec()),
+        Route::Readyz if view.ready() => respond(view, StatusCode::OK, TEXT, b"ready\n".to_vec()),
+        Route::Readyz => respond(
+            view,
+            StatusCode::SERVICE_UNAVAILABLE,
+            TEXT,
+            b"not ready\n".to_vec(),
         ),
-        ["readyz"] => {
-            if shared.ready.load(Ordering::SeqCst) {
-                respond(
-                    shared,
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    b"ready\n".to_vec(),
-                )
-            } else {
-                respond(
-                    shared,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain; charset=utf-8",
-                    b"not ready\n".to_vec(),
-                )
-            }
-        }
-        ["v1", "status"] => json(shared, StatusCode::OK, &crate::daemon::status_json(shared)),
-        ["v1", action, domain, key] => {
+        Route::Status => json(view, StatusCode::OK, &view.status_json()),
+        Route::Resolve(domain, key) | Route::Explain(domain, key) => {
             let Ok(domain) = domain.parse::<Domain>() else {
                 return error(
-                    shared,
+                    view,
                     StatusCode::BAD_REQUEST,
                     &format!("unknown domain `{domain}`"),
                 );
             };
             if !crate::domain::is_valid_name(key) {
                 return error(
-                    shared,
+                    view,
                     StatusCode::BAD_REQUEST,
                     "key does not match ^[A-Za-z0-9_.-]+$",
                 );
             }
             let req_caps = match requirements(req.uri().query()) {
                 Ok(r) => r,
-                Err(e) => return error(shared, StatusCode::BAD_REQUEST, &e),
+                Err(e) => return error(view, StatusCode::BAD_REQUEST, &e),
             };
-            let served = shared.served.load();
-            if *action == "resolve" {
+            let served = view.served();
+            if matches!(route, Route::Resolve(..)) {
                 let winner = served.snapshot.resolve_with(domain, key, &req_caps);
                 let result = if winner.is_some() { "hit" } else { "miss" };
-                shared
-                    .metrics
+                view.metrics()
                     .resolutions
                     .with_label_values(&[domain.as_str(), result])
                     .inc();
                 match winner {
                     Some(c) => json(
-                        shared,
+                        view,
                         StatusCode::OK,
                         &Resolved {
                             domain,
@@ -201,23 +206,22 @@ fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
                         },
                     ),
                     None => error(
-                        shared,
+                        view,
                         StatusCode::NOT_FOUND,
                         &format!("no candidate for {domain}/{key}"),
                     ),
                 }
             } else {
                 match served.snapshot.explain(domain, key, &req_caps) {
-                    Some(e) => json(shared, StatusCode::OK, &e),
+                    Some(e) => json(view, StatusCode::OK, &e),
                     None => error(
-                        shared,
+                        view,
                         StatusCode::NOT_FOUND,
                         &format!("no candidates for {domain}/{key}"),
                     ),
                 }
             }
         }
-        _ => error(shared, StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }
 

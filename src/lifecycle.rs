@@ -4,7 +4,7 @@
 //! Activate: state `activating` → probe the candidate (timeout) → bind → `ready`. Any failure:
 //! `failed`, and the previously bound provider stays bound. `force` binds despite a failed probe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::activity::Activity;
 use crate::config::LifecycleSettings;
 use crate::domain::Domain;
+use tracing::Instrument;
+
+pub use crate::resolver::Pins;
 use crate::resolver::{Candidate, SelectionOrigin, Snapshot};
 
 pub const FILE_NAME: &str = "lifecycle_status.json";
@@ -77,7 +80,7 @@ pub fn status_key(domain: Domain, key: &str) -> String {
 }
 
 fn now_string() -> String {
-    crate::manifest::signature::fmt_time(time::OffsetDateTime::now_utc())
+    crate::text::fmt_time(time::OffsetDateTime::now_utc())
 }
 
 impl LifecycleStatus {
@@ -117,7 +120,7 @@ impl LifecycleStatus {
     }
 
     /// Operator pins, as selection overrides for the resolver.
-    pub fn pins(&self) -> HashMap<(Domain, String), (String, SelectionOrigin)> {
+    pub fn pins(&self) -> Pins {
         self.keys
             .iter()
             .filter_map(|(id, st)| {
@@ -135,7 +138,7 @@ impl LifecycleStatus {
         self.keys.get(&status_key(domain, key))
     }
 
-    fn entry(&mut self, domain: Domain, key: &str) -> &mut KeyStatus {
+    pub fn entry(&mut self, domain: Domain, key: &str) -> &mut KeyStatus {
         self.keys
             .entry(status_key(domain, key))
             .or_insert_with(|| KeyStatus {
@@ -196,36 +199,27 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
 }
 
 /// Probes a candidate within the activation timeout and decides whether to bind it.
+#[tracing::instrument(
+    name = "activate",
+    skip_all,
+    fields(
+        domain = %candidate.domain,
+        key = %candidate.key,
+        provider = %candidate.provider,
+        forced = force,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty
+    )
+)]
 pub async fn activate(
     candidate: &Candidate,
     previous: Option<String>,
     timeouts: &LifecycleSettings,
     force: bool,
 ) -> Activation {
-    use tracing::Instrument;
-    let span = crate::traced_span!(
-        "activate",
-        domain = %candidate.domain,
-        key = %candidate.key,
-        provider = %candidate.provider,
-        forced = force,
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty
-    );
-    let a = activate_inner(candidate, previous, timeouts, force)
-        .instrument(span.clone())
-        .await;
-    span.record("outcome", if a.bound { "bound" } else { "rolled_back" });
-    span.record("duration_ms", a.duration.as_secs_f64() * 1000.0);
-    a
-}
-
-async fn activate_inner(
-    candidate: &Candidate,
-    previous: Option<String>,
-    timeouts: &LifecycleSettings,
-    force: bool,
-) -> Activation {
+    let span = crate::telemetry::traced(tracing::Span::current());
     let start = Instant::now();
     let verdict = match &candidate.health {
         None => Ok(()),
@@ -247,7 +241,7 @@ async fn activate_inner(
         Err(e) if force => (true, Some(format!("forced despite: {e}"))),
         Err(e) => (false, Some(e)),
     };
-    Activation {
+    let a = Activation {
         domain: candidate.domain,
         key: candidate.key.clone(),
         provider: candidate.provider.clone(),
@@ -256,12 +250,12 @@ async fn activate_inner(
         forced: force,
         error,
         duration: start.elapsed(),
-    }
+    };
+    span.record("outcome", if a.bound { "bound" } else { "rolled_back" });
+    span.record("duration_ms", a.duration.as_secs_f64() * 1000.0);
+    a
 }
 
-/// An operator swap of `(domain, key)` to `provider`. Refused for paused or draining keys; on a
-/// failed probe (without `force`) nothing changes but the recorded failure. On success the
-/// provider is pinned, so later reloads keep it.
 /// What an operator asked to swap.
 #[derive(Debug, Clone, Copy)]
 pub struct SwapRequest<'a> {
@@ -271,19 +265,19 @@ pub struct SwapRequest<'a> {
     pub force: bool,
 }
 
-pub async fn swap(
+/// The first half of an operator swap, decided on the current state without waiting: the
+/// target candidate and the provider bound before. Refused for paused or draining keys.
+pub fn prepare_swap(
     snapshot: &Snapshot,
-    status: &mut LifecycleStatus,
+    status: &LifecycleStatus,
     activity: &Activity,
     req: SwapRequest<'_>,
-    timeouts: &LifecycleSettings,
-    state_dir: &Path,
-) -> Result<Activation, LifecycleError> {
+) -> Result<(Candidate, Option<String>), LifecycleError> {
     let SwapRequest {
         domain,
         key,
         provider,
-        force,
+        ..
     } = req;
     let candidates = snapshot.candidates(domain, key);
     if candidates.is_empty() {
@@ -305,15 +299,43 @@ pub async fn swap(
         .get(domain, key)
         .and_then(|s| s.active_provider.clone())
         .or_else(|| snapshot.resolve(domain, key).map(|c| c.provider.clone()));
-    // `activating` is on disk while the probe runs: a crash mid-swap leaves that trace.
+    Ok((Candidate::clone(target), previous))
+}
+
+/// Marks a key `activating` while its probe runs: a crash mid-swap leaves that trace on disk.
+pub fn mark_activating(status: &mut LifecycleStatus, domain: Domain, key: &str) {
     status.entry(domain, key).state = State::Activating;
-    status.save(state_dir)?;
-    let outcome = activate(target, previous.clone(), timeouts, force).await;
-    status.record(domain, key, &outcome);
+}
+
+/// The second half of an operator swap: records the attempt and, when bound, pins the provider
+/// so that later reloads keep it.
+pub fn finish_swap(status: &mut LifecycleStatus, outcome: &Activation) {
+    status.record(outcome.domain, &outcome.key, outcome);
     if outcome.bound {
-        status.entry(domain, key).pinned = Some(provider.to_string());
+        status.entry(outcome.domain, &outcome.key).pinned = Some(outcome.provider.clone());
     }
-    Ok(outcome)
+}
+
+/// The message for a finished swap, the same whether the service or the offline CLI ran it.
+pub fn swap_message(outcome: &Activation) -> String {
+    let (d, k, p) = (outcome.domain, &outcome.key, &outcome.provider);
+    if outcome.bound {
+        format!(
+            "{d}/{k}: swapped to {p} in {:.1} ms{}",
+            outcome.duration.as_secs_f64() * 1000.0,
+            outcome
+                .error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{d}/{k}: swap to {p} failed ({}); rolled back to {}",
+            outcome.error.as_deref().unwrap_or("unknown"),
+            outcome.previous.as_deref().unwrap_or("nothing")
+        )
+    }
 }
 
 /// Removes an operator pin, returning the key to ordinary ranking.
@@ -325,16 +347,22 @@ pub fn unpin(status: &mut LifecycleStatus, domain: Domain, key: &str) -> bool {
         .is_some()
 }
 
-/// Brings every key's bound provider in line with the snapshot's winner, activating (and
-/// probing) where they differ. Paused and draining keys keep what they have. Returns the
-/// attempts made.
-pub async fn reconcile(
+/// An activation that reconciling a snapshot calls for.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub candidate: Candidate,
+    pub previous: Option<String>,
+}
+
+/// The keys whose bound provider differs from the snapshot's winner (or whose last attempt at
+/// it failed and has a probe that may since have recovered). Paused and draining keys keep
+/// what they have. Decides only; nothing is probed.
+pub fn plan(
     snapshot: &Snapshot,
-    status: &mut LifecycleStatus,
-    refused: &(dyn Fn(Domain, &str) -> bool + Sync),
-    timeouts: &LifecycleSettings,
-) -> Vec<Activation> {
-    let mut attempts = Vec::new();
+    status: &LifecycleStatus,
+    refused: &dyn Fn(Domain, &str) -> bool,
+) -> Vec<Planned> {
+    let mut plans = Vec::new();
     for domain in Domain::ALL {
         for key in snapshot.keys(domain) {
             let Some(winner) = snapshot.resolve(domain, key) else {
@@ -351,15 +379,80 @@ pub async fn reconcile(
             if settled || untracked || refused(domain, key) {
                 continue;
             }
-            // A failed attempt at the same provider is retried only when it has a probe that
-            // may since have recovered; without one the outcome cannot change.
-            let previous = current.and_then(|s| s.active_provider.clone());
-            let outcome = activate(winner, previous, timeouts, false).await;
-            status.record(domain, key, &outcome);
-            attempts.push(outcome);
+            plans.push(Planned {
+                candidate: Candidate::clone(winner),
+                previous: current.and_then(|s| s.active_provider.clone()),
+            });
         }
     }
-    // Keys that vanished from every source are forgotten, unless pinned by an operator.
+    plans
+}
+
+/// What probing a plan gave: the finished attempts, and the keys the deadline cut off (their
+/// previous binding stays).
+#[derive(Debug, Default)]
+pub struct Probed {
+    pub done: Vec<Activation>,
+    pub cut: Vec<(Domain, String)>,
+}
+
+/// Runs the planned activations concurrently, at most `probe_parallelism` at a time, and stops
+/// waiting at `reconcile_deadline`: a reload never waits longer than that on probes, however
+/// many targets do not answer.
+pub async fn probe_all(plans: Vec<Planned>, timeouts: &LifecycleSettings) -> Probed {
+    let mut probed = Probed::default();
+    if plans.is_empty() {
+        return probed;
+    }
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        timeouts.probe_parallelism.max(1),
+    ));
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs_f64(timeouts.reconcile_deadline.max(0.1));
+    let mut pending: std::collections::HashSet<(Domain, String)> = plans
+        .iter()
+        .map(|p| (p.candidate.domain, p.candidate.key.clone()))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for p in plans {
+        let limit = std::sync::Arc::clone(&limit);
+        let timeouts = timeouts.clone();
+        set.spawn(
+            async move {
+                // A closed semaphore cannot happen (it is never closed); probe anyway.
+                let _permit = limit.acquire_owned().await.ok();
+                activate(&p.candidate, p.previous, &timeouts, false).await
+            }
+            .in_current_span(),
+        );
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(Ok(a))) => {
+                pending.remove(&(a.domain, a.key.clone()));
+                probed.done.push(a);
+            }
+            // A probe task that panicked counts as not probed: its key keeps its binding.
+            Ok(Some(Err(_))) => {}
+            Ok(None) => break,
+            Err(_) => {
+                set.abort_all();
+                break;
+            }
+        }
+    }
+    probed.cut = pending.into_iter().collect();
+    probed.cut.sort();
+    probed
+}
+
+/// Records finished attempts, then forgets keys that vanished from every source (unless an
+/// operator pinned them). Returns whether the status changed.
+pub fn apply(status: &mut LifecycleStatus, snapshot: &Snapshot, done: &[Activation]) -> bool {
+    let tracked = status.keys.len();
+    for a in done {
+        status.record(a.domain, &a.key, a);
+    }
     status.keys.retain(|id, st| {
         st.pinned.is_some()
             || id
@@ -367,5 +460,5 @@ pub async fn reconcile(
                 .and_then(|(d, k)| Some((d.parse::<Domain>().ok()?, k)))
                 .is_some_and(|(d, k)| !snapshot.candidates(d, k).is_empty())
     });
-    attempts
+    !done.is_empty() || status.keys.len() != tracked
 }

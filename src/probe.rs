@@ -80,7 +80,7 @@ async fn attempt(check: &HealthCheck, timeout: Duration) -> Result<String, Strin
             if e.is_timeout() {
                 format!("timed out after {:.1} s", timeout.as_secs_f64())
             } else {
-                format!("GET {url}: {}", error_chain(&e))
+                format!("GET {url}: {}", crate::text::error_chain(&e))
             }
         })?;
         let status = resp.status();
@@ -97,18 +97,6 @@ async fn attempt(check: &HealthCheck, timeout: Duration) -> Result<String, Strin
     } else {
         Err("probe has no target".into())
     }
-}
-
-/// An error with its causes, which reqwest's `Display` leaves out.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

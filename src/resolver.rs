@@ -36,6 +36,9 @@ pub enum PriorityOrigin {
     Default,
 }
 
+/// Selection overrides (settings selections, operator pins): `(domain, key)` → (provider, origin).
+pub type Pins = HashMap<(Domain, String), (String, SelectionOrigin)>;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
     pub domain: Domain,

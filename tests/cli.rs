@@ -20,96 +20,138 @@ fn version() {
     );
 }
 
-#[test]
-fn both_upstream_manifests_load_every_entry_accounted_for() {
-    let sb = Sandbox::new();
-    let td = shared_testdata().join("manifests");
-    for (file, entries) in [("upstream-sample.yaml", 35), ("upstream-sample-v2.yaml", 0)] {
-        let path = td.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let in_file = text.matches("\n  - domain:").count();
-        let o = sb.run(&["check", "--json", "--manifest", path.to_str().unwrap()]);
-        assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let line = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["what"].as_str().unwrap().starts_with("manifest"))
-            .unwrap();
-        let detail = line["detail"].as_str().unwrap();
-        // loaded + skipped == entries in the file
-        let loaded: usize = detail.split(' ').next().unwrap().parse().unwrap();
-        let skipped: usize = detail
-            .split(", ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(loaded + skipped, in_file, "{file}: {detail}");
-        if entries > 0 {
-            assert_eq!(loaded, entries);
-        }
-    }
+/// The public key of tests/fixtures/signatures/key5.seed (seed 0x05 x 32).
+const KEY5: &str = "bnoc3Smwt4/ROvTFWY/v9O8qlxZuPKby5Pv8zYBQW/E=";
+
+fn fixture(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 #[test]
-fn signature_vectors_give_expected_verdicts() {
+fn every_entry_is_accounted_for_and_skips_are_warnings() {
     let sb = Sandbox::new();
-    let td = shared_testdata().join("signatures");
-    let trusted = format!("{KEY1},{KEY2}");
+    let path = fixture("manifests/mixed.yaml");
+    let o = sb.run(&["check", "--json", "--manifest", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], true);
+    let checks = v["checks"].as_array().unwrap();
+    let manifest = checks
+        .iter()
+        .find(|l| l["what"].as_str().unwrap().starts_with("manifest"))
+        .unwrap();
+    assert_eq!(
+        manifest["detail"].as_str().unwrap().split(';').next(),
+        Some("7 entries loaded, 3 skipped")
+    );
+    let skipped: Vec<_> = checks
+        .iter()
+        .filter(|l| l["what"].as_str().unwrap().contains("skipped entry"))
+        .collect();
+    assert_eq!(skipped.len(), 3);
+    assert!(skipped.iter().all(|l| l["level"] == "warn"), "{skipped:?}");
+    // 3 skipped entries + the unsigned manifest.
+    assert_eq!(v["warnings"], 4);
+
+    // Human output: warn lines and a count, never `ok` beside a skipped entry.
+    let o = sb.run(&["check", "--manifest", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    let out = stdout(&o);
+    assert!(out.contains("warn   skipped entry 7"), "{out}");
+    assert!(!out.contains("ok     skipped"), "{out}");
+    assert!(out.ends_with("0 failure(s), 4 warning(s)\n"), "{out}");
+
+    // --strict: warnings fail as invalid input; --json still prints the report.
+    let o = sb.run(&[
+        "check",
+        "--strict",
+        "--json",
+        "--manifest",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+
+    // A load that fails prints a JSON report too.
+    let bad = sb.write("bad.yaml", "entries: [ {domain: adapter\n");
+    let o = sb.run(&["check", "--json", "--manifest", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 3);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["checks"][0]["level"], "fail");
+    assert!(
+        v["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bad.yaml")
+    );
+
+    // The same for health.
+    let o = sb.run(&["health", "--json", "--manifest", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 3);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+    let o = sb.run(&["health", "--strict", "--manifest", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 3);
+}
+
+#[test]
+fn own_signature_fixtures_keep_their_verdicts() {
+    let sb = Sandbox::new();
     for (file, threshold, want) in [
-        ("upstream-sample-signed.json", None, 0),
-        ("unicode-floats-signed.json", None, 0),
-        ("threshold-2of3-signed.json", Some("2"), 0),
-        ("threshold-2of3-signed.json", Some("3"), 7),
-        ("upstream-sample-signed.yaml", None, 0),
-        ("tampered-signed.json", None, 7),
+        ("signatures/unicode-signed.json", None, 0),
+        // One signature cannot meet a threshold of two.
+        ("signatures/unicode-signed.json", Some("2"), 7),
+        ("signatures/tampered-signed.json", None, 7),
     ] {
-        let path = td.join(file);
-        let mut args = vec!["manifest", "verify", path.to_str().unwrap()];
+        let path = fixture(file);
+        let mut args = vec![
+            "manifest",
+            "verify",
+            path.to_str().unwrap(),
+            "--trusted-key",
+            KEY5,
+        ];
         if let Some(t) = threshold {
             args.extend(["--threshold", t]);
         }
-        let mut c = sb.cmd(&args);
-        c.env("ONEIRIC_TRUSTED_PUBLIC_KEYS", &trusted);
-        let o = run_with_timeout(c, Duration::from_secs(30));
+        let o = sb.run(&args);
         assert_eq!(
             code(&o),
             want,
-            "{file} threshold {threshold:?}: {} {}",
+            "{file} {threshold:?}: {} {}",
             stdout(&o),
             stderr(&o)
         );
     }
+    // The loader agrees, and a bad signature is exit 7 there too.
+    let mut c = sb.cmd(&[
+        "check",
+        "--manifest",
+        fixture("signatures/tampered-signed.json").to_str().unwrap(),
+    ]);
+    c.env("ONEIRIC_TRUSTED_PUBLIC_KEYS", KEY5);
+    assert_eq!(code(&run_with_timeout(c, Duration::from_secs(30))), 7);
 }
 
 #[test]
-fn canonical_bytes_match_python() {
+fn own_canonical_bytes_are_stable() {
     let sb = Sandbox::new();
-    let td = shared_testdata().join("signatures");
-    for name in [
-        "unicode-floats-signed",
-        "upstream-sample-signed",
-        "threshold-2of3-signed",
-    ] {
-        let json = td.join(format!("{name}.json"));
-        let o = sb.run(&["manifest", "pack", json.to_str().unwrap()]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let want = std::fs::read_to_string(td.join(format!("{name}.canonical.txt"))).unwrap();
-        // pack includes the signature fields; the signed bytes are pack minus them.
-        let mut doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let obj = doc.as_object_mut().unwrap();
-        for f in ["signature", "signature_algorithm", "signatures"] {
-            obj.remove(f);
-        }
-        let again = sb.write("tmp.json", &serde_json::to_string(&doc).unwrap());
-        let o = sb.run(&["manifest", "pack", again.to_str().unwrap()]);
-        assert_eq!(stdout(&o).trim_end(), want.trim_end(), "{name}");
+    let signed = fixture("signatures/unicode-signed.json");
+    let o = sb.run(&["manifest", "pack", signed.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let obj = doc.as_object_mut().unwrap();
+    for f in ["signature", "signature_algorithm", "signatures"] {
+        obj.remove(f);
     }
+    let again = sb.write("tmp.json", &serde_json::to_string(&doc).unwrap());
+    let o = sb.run(&["manifest", "pack", again.to_str().unwrap()]);
+    let want = std::fs::read_to_string(fixture("signatures/unicode-signed.canonical.txt")).unwrap();
+    assert_eq!(stdout(&o).trim_end(), want.trim_end());
 }
 
 #[test]
@@ -186,7 +228,8 @@ fn sign_then_verify_then_tamper() {
     let mut c = sb.cmd(&["check", "--manifest", tampered.to_str().unwrap()]);
     c.env("ONEIRIC_TRUSTED_PUBLIC_KEYS", KEY1);
     let o = run_with_timeout(c, Duration::from_secs(30));
-    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    // A signature that does not verify is exit 7, whichever command met it.
+    assert_eq!(code(&o), 7, "{}", stderr(&o));
     assert!(stderr(&o).contains("tampered.json"), "{}", stderr(&o));
 }
 

@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
-use super::lifecycle_exit;
+use std::sync::Arc;
+
 use super::{CliError, CliResult, Ctx, Exit, table};
 use crate::activity::ActivityStore;
 use crate::control::{self, ClientError, Request, Response};
+use crate::daemon::owner::StateOwner;
 use crate::domain::Domain;
+use crate::errors::HasExit;
 use crate::lifecycle::{self, LifecycleStatus};
 
 /// Sends a request to the service; `None` when no service is running.
@@ -16,7 +19,7 @@ fn via_service(ctx: &Ctx, req: &Request, timeout: Duration) -> Option<Result<Res
         Ok(r) => Some(Ok(r)),
         Err(ClientError::NoService(_)) => None,
         Err(e) => Some(Err(CliError::new(
-            Exit::Failure,
+            e.exit(),
             format!(
                 "{e} (the service is running but cannot be reached; run as root or a member of group oneiric)"
             ),
@@ -24,29 +27,32 @@ fn via_service(ctx: &Ctx, req: &Request, timeout: Duration) -> Option<Result<Res
     }
 }
 
-fn report(ctx: &Ctx, r: Response) -> CliResult {
+/// Prints the service's answer; its outcome is the exit code.
+pub(super) fn report(ctx: &Ctx, r: Response) -> CliResult {
     ctx.print(&r, || format!("{} (via running service)\n", r.message));
-    if r.ok {
+    if r.ok() {
         Ok(Exit::Ok)
     } else {
-        Err(CliError::new(exit_from(r.code), r.message))
+        Err(CliError::new(r.outcome, r.message))
     }
 }
 
-pub(crate) fn exit_from(code: u8) -> Exit {
-    match code {
-        0 => Exit::Ok,
-        3 => Exit::InvalidConfig,
-        4 => Exit::Unhealthy,
-        5 => Exit::NotFound,
-        6 => Exit::Refused,
-        7 => Exit::VerifyFailed,
-        _ => Exit::Failure,
-    }
-}
+const OFFLINE: &str = " (offline, no service running)";
 
-fn store_err(e: impl std::fmt::Display) -> CliError {
-    CliError::new(Exit::Failure, e.to_string())
+/// The state owner over the state directory, for a command that runs with no service: the
+/// same transitions the service runs.
+fn offline_owner(ctx: &Ctx) -> Result<StateOwner, CliError> {
+    let world = super::inspect::load_world(ctx)?;
+    let status = LifecycleStatus::load(&ctx.dirs.state)?;
+    let activity = ActivityStore::open(&ctx.dirs.state)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new()?);
+    Ok(StateOwner::new(
+        ctx.dirs.state.clone(),
+        status,
+        activity,
+        world.into(),
+        metrics,
+    ))
 }
 
 pub fn swap(
@@ -72,60 +78,29 @@ pub fn swap(
     if let Some(r) = via_service(ctx, &req, Duration::from_secs(120)) {
         return report(ctx, r?);
     }
-    let mut status = LifecycleStatus::load(&ctx.dirs.state).map_err(store_err)?;
-    if let Request::Unpin { .. } = req {
-        let removed = lifecycle::unpin(&mut status, domain, key);
-        status.save(&ctx.dirs.state).map_err(store_err)?;
-        let msg = if removed {
-            format!("{domain}/{key}: pin removed (offline, no service running)")
-        } else {
-            format!("{domain}/{key}: was not pinned (offline, no service running)")
-        };
+    let owner = offline_owner(ctx)?;
+    let Request::Swap { provider, .. } = &req else {
+        let removed = super::block_on(owner.unpin(domain, key))??;
+        let msg = format!(
+            "{domain}/{key}: {}{OFFLINE}",
+            if removed {
+                "pin removed"
+            } else {
+                "was not pinned"
+            }
+        );
         ctx.print(&serde_json::json!({"ok": true, "message": msg}), || {
             format!("{msg}\n")
         });
         return Ok(Exit::Ok);
-    }
-    let provider = provider.unwrap_or_default();
-    let world = super::inspect::load_world(ctx)?;
-    let activity = ActivityStore::open(&ctx.dirs.state)
-        .and_then(|a| a.get(domain, key))
-        .map_err(store_err)?;
-    let timeouts = world.settings.settings.lifecycle.clone();
-    let outcome = super::block_on(lifecycle::swap(
-        &world.snapshot,
-        &mut status,
-        &activity,
-        lifecycle::SwapRequest {
-            domain,
-            key,
-            provider,
-            force,
-        },
-        &timeouts,
-        &ctx.dirs.state,
-    ))?;
-    // Persist the attempt whatever its result: a failed swap is history too.
-    let saved = status.save(&ctx.dirs.state);
-    let outcome = outcome.map_err(|e| CliError::new(lifecycle_exit(&e), e.to_string()))?;
-    saved.map_err(store_err)?;
-    let msg = if outcome.bound {
-        format!(
-            "{domain}/{key}: swapped to {provider} in {:.1} ms{} (offline, no service running)",
-            outcome.duration.as_secs_f64() * 1000.0,
-            outcome
-                .error
-                .as_deref()
-                .map(|e| format!(" — {e}"))
-                .unwrap_or_default()
-        )
-    } else {
-        format!(
-            "{domain}/{key}: swap to {provider} failed ({}); rolled back to {} (offline, no service running)",
-            outcome.error.as_deref().unwrap_or("unknown"),
-            outcome.previous.as_deref().unwrap_or("nothing")
-        )
     };
+    let outcome = super::block_on(owner.swap(lifecycle::SwapRequest {
+        domain,
+        key,
+        provider,
+        force,
+    }))??;
+    let msg = format!("{}{OFFLINE}", lifecycle::swap_message(&outcome));
     ctx.print(&outcome, || format!("{msg}\n"));
     if outcome.bound {
         Ok(Exit::Ok)
@@ -143,10 +118,9 @@ fn flag(
     drain: bool,
 ) -> CliResult {
     if !crate::domain::is_valid_name(key) {
-        return Err(CliError::new(
-            Exit::Usage,
-            format!("key `{key}` does not match ^[A-Za-z0-9_.-]+$"),
-        ));
+        return Err(CliError::usage(format!(
+            "key `{key}` does not match ^[A-Za-z0-9_.-]+$"
+        )));
     }
     let req = if drain {
         Request::Drain {
@@ -166,13 +140,10 @@ fn flag(
     if let Some(r) = via_service(ctx, &req, Duration::from_secs(30)) {
         return report(ctx, r?);
     }
-    let mut store = ActivityStore::open(&ctx.dirs.state).map_err(store_err)?;
-    let (a, word) = store
-        .set_flag(drain, domain, key, on, note.as_deref())
-        .map_err(store_err)?;
-    ctx.print(&a, || {
-        format!("{domain}/{key}: {word} (offline, no service running)\n")
-    });
+    // Pause and drain do not need the manifests: the activity store alone.
+    let mut store = ActivityStore::open(&ctx.dirs.state)?;
+    let (a, word) = store.set_flag(drain, domain, key, on, note.as_deref())?;
+    ctx.print(&a, || format!("{domain}/{key}: {word}{OFFLINE}\n"));
     Ok(Exit::Ok)
 }
 
@@ -185,8 +156,8 @@ pub fn drain(ctx: &Ctx, domain: Domain, key: &str, on: bool, note: Option<String
 }
 
 pub fn activity(ctx: &Ctx) -> CliResult {
-    let store = ActivityStore::open(&ctx.dirs.state).map_err(store_err)?;
-    let all = store.all().map_err(store_err)?;
+    let store = ActivityStore::open(&ctx.dirs.state)?;
+    let all = store.all()?;
     ctx.print(&all, || {
         let rows: Vec<Vec<String>> = all
             .iter()

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{CliError, CliResult, Ctx, Exit};
-use crate::config::{self, SettingsSource};
+use crate::config;
+use crate::engine::SettingsSource;
 use crate::manifest::{self, signature};
 
 #[derive(Debug, Subcommand)]
@@ -60,8 +61,7 @@ pub enum ManifestCommand {
 }
 
 fn read_doc(file: &Path) -> Result<serde_json::Value, CliError> {
-    let text = config::load::read_text(file, manifest::MAX_MANIFEST_BYTES)
-        .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
+    let text = crate::engine::read_manifest(file)?;
     manifest::parse_document(&text, &file.display().to_string())
         .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))
 }
@@ -137,7 +137,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
             let remote = if trusted_keys.is_empty() {
                 let source = SettingsSource::resolve(ctx.global.config.as_deref(), &ctx.env);
-                config::load_settings(&source, &ctx.env)
+                crate::engine::load_settings(&source, &ctx.env)
                     .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?
                     .settings
                     .remote
@@ -147,7 +147,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
                     ..Default::default()
                 }
             };
-            let mut policy = signature::TrustPolicy::from_settings(&remote)
+            let mut policy = crate::engine::trust_policy_of(&remote)
                 .map_err(|e| CliError::new(Exit::Usage, format!("trusted key: {e}")))?;
             if let Some(t) = threshold {
                 if t == 0 {

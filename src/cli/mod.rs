@@ -14,23 +14,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Env, SettingsSource};
+use crate::config::Env;
 use crate::domain::Domain;
-use crate::engine::{Dirs, LoadError, LoadRequest, ManifestSource, Overrides};
+use crate::engine::{Dirs, LoadRequest, ManifestSource, Overrides, SettingsSource};
+use crate::errors::HasExit;
 
-/// Exit codes. Stable: scripts and the unit depend on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Exit {
-    Ok = 0,
-    Failure = 1,
-    Usage = 2,
-    InvalidConfig = 3,
-    Unhealthy = 4,
-    NotFound = 5,
-    Refused = 6,
-    VerifyFailed = 7,
-}
+pub use crate::exit::Exit;
 
 /// An error on its way out of the process, with its exit code.
 #[derive(Debug)]
@@ -46,26 +35,16 @@ impl CliError {
             message: message.into(),
         }
     }
-}
 
-impl From<LoadError> for CliError {
-    fn from(e: LoadError) -> Self {
-        let exit = match &e {
-            LoadError::Config(_) | LoadError::Manifest(_) => Exit::InvalidConfig,
-            LoadError::Remote { .. } => Exit::Failure,
-        };
-        CliError::new(exit, e.to_string())
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Exit::Usage, message)
     }
 }
 
-/// The exit code for a lifecycle error, shared by the offline CLI and the control socket.
-pub fn lifecycle_exit(e: &crate::lifecycle::LifecycleError) -> Exit {
-    match e {
-        crate::lifecycle::LifecycleError::NotFound(_) => Exit::NotFound,
-        crate::lifecycle::LifecycleError::Refused(_)
-        | crate::lifecycle::LifecycleError::RolledBack { .. } => Exit::Refused,
-        crate::lifecycle::LifecycleError::Store { .. }
-        | crate::lifecycle::LifecycleError::Activity(_) => Exit::Failure,
+/// Any error of the program keeps the code `errors` assigns it.
+impl<E: HasExit + std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError::new(e.exit(), e.to_string())
     }
 }
 
@@ -142,9 +121,16 @@ pub enum Command {
         /// Also check directories and run the active candidates' probes
         #[arg(long)]
         probe: bool,
+        /// Fail (exit 3) on warnings too: skipped entries, unsigned manifests, duplicates
+        #[arg(long)]
+        strict: bool,
     },
     /// Validate settings and manifests without starting anything (like `nginx -t`)
-    Check,
+    Check {
+        /// Fail (exit 3) on warnings too: skipped entries, unsigned manifests, duplicates
+        #[arg(long)]
+        strict: bool,
+    },
     /// Hot-swap (domain, key) to PROVIDER: probe, bind, roll back on failure; pins the choice
     Swap {
         domain: Domain,
@@ -283,7 +269,7 @@ pub fn main() -> ExitCode {
                 Exit::Ok
             };
             let _ = e.print();
-            return ExitCode::from(code as u8);
+            return ExitCode::from(code);
         }
     };
     let env = Env::from_process();
@@ -300,10 +286,10 @@ pub fn main() -> ExitCode {
     };
     let result = run(&ctx, cli.command);
     match result {
-        Ok(exit) => ExitCode::from(exit as u8),
+        Ok(exit) => ExitCode::from(exit),
         Err(e) => {
             eprintln!("oneiric: {}", e.message);
-            ExitCode::from(e.exit as u8)
+            ExitCode::from(e.exit)
         }
     }
 }
@@ -318,8 +304,8 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
             key,
             shadowed,
         } => inspect::status(ctx, domain, key.as_deref(), shadowed),
-        Command::Health { probe } => service::health(ctx, probe),
-        Command::Check => service::check(ctx),
+        Command::Health { probe, strict } => service::health(ctx, probe, strict),
+        Command::Check { strict } => service::check(ctx, strict),
         Command::Swap {
             domain,
             key,

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{CliError, CliResult, Ctx, Exit, table};
-use crate::config;
 use crate::engine::{self, Overrides};
 use crate::remote::{self, SyncOutcome};
 
@@ -14,14 +13,14 @@ fn settings_and_urls(
     ctx: &Ctx,
 ) -> Result<
     (
-        config::LoadedSettings,
+        engine::LoadedSettings,
         Vec<String>,
         crate::engine::LoadRequest,
     ),
     CliError,
 > {
     let req = ctx.request(Overrides::default());
-    let mut loaded = config::load_settings(&req.config, &req.env)
+    let mut loaded = engine::load_settings(&req.config, &req.env)
         .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
     engine::apply_overrides(&mut loaded, &req.overrides)
         .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
@@ -42,8 +41,7 @@ pub fn sync(ctx: &Ctx, watch: bool, interval: Option<u64>) -> CliResult {
         .map_err(|e| CliError::new(Exit::Failure, format!("{}: {e}", cache.display())))?;
     let fetcher = remote::Fetcher::new(&loaded.settings.remote, &cache, &req.env)
         .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
-    let policy = crate::manifest::signature::TrustPolicy::from_settings(&loaded.settings.remote)
-        .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
+    let policy = engine::trust_policy(&loaded)?;
     let every = Duration::from_secs(
         interval
             .unwrap_or(loaded.settings.remote.refresh_interval)

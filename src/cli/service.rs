@@ -9,20 +9,114 @@ use crate::control::{self, ClientError, Request};
 use crate::domain::Domain;
 use crate::engine::{self, Overrides, World};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
 #[derive(Serialize)]
 struct CheckLine {
-    ok: bool,
+    level: Level,
     what: String,
     detail: String,
+}
+
+impl CheckLine {
+    fn new(level: Level, what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            level,
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What `check` and `health` print: every line, and the counts that decide the exit code.
+/// `--json` prints it whether the command passes or fails.
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    warnings: usize,
+    failures: usize,
+    checks: Vec<CheckLine>,
+}
+
+impl Report {
+    fn new(checks: Vec<CheckLine>, strict: bool) -> Self {
+        let warnings = checks.iter().filter(|l| l.level == Level::Warn).count();
+        let failures = checks.iter().filter(|l| l.level == Level::Fail).count();
+        Self {
+            ok: failures == 0 && !(strict && warnings > 0),
+            warnings,
+            failures,
+            checks,
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out: String = self
+            .checks
+            .iter()
+            .map(|l| {
+                let tag = match l.level {
+                    Level::Ok => "ok  ",
+                    Level::Warn => "warn",
+                    Level::Fail => "FAIL",
+                };
+                format!("{tag} {}: {}\n", l.what, l.detail)
+            })
+            .collect();
+        out.push_str(&format!(
+            "{} failure(s), {} warning(s)\n",
+            self.failures, self.warnings
+        ));
+        out
+    }
+
+    /// Prints the report and turns it into the command's result: `fail` for failures, and
+    /// warnings under `--strict` fail as invalid input.
+    fn finish(self, ctx: &Ctx, strict: bool, fail: Exit) -> CliResult {
+        ctx.print(&self, || self.render());
+        if self.failures > 0 {
+            let failed: Vec<String> = self
+                .checks
+                .iter()
+                .filter(|l| l.level == Level::Fail)
+                .map(|l| format!("{}: {}", l.what, l.detail))
+                .collect();
+            Err(CliError::new(fail, failed.join("; ")))
+        } else if strict && self.warnings > 0 {
+            Err(CliError::new(
+                Exit::InvalidConfig,
+                format!("{} warning(s), and --strict makes them fail", self.warnings),
+            ))
+        } else {
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// A load that failed, as a report (so that `--json` still prints one) and its error.
+fn load_failed(ctx: &Ctx, e: crate::engine::LoadError, strict: bool) -> CliResult {
+    let err = CliError::from(e);
+    let report = Report::new(
+        vec![CheckLine::new(Level::Fail, "load", err.message.clone())],
+        strict,
+    );
+    ctx.print(&report, String::new);
+    Err(err)
 }
 
 fn summary_lines(world: &World) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     let s = &world.settings;
-    lines.push(CheckLine {
-        ok: true,
-        what: "settings".into(),
-        detail: if s.builtin_defaults {
+    lines.push(CheckLine::new(
+        Level::Ok,
+        "settings",
+        if s.builtin_defaults {
             "no settings location; built-in defaults".into()
         } else {
             format!(
@@ -35,23 +129,23 @@ fn summary_lines(world: &World) -> Vec<CheckLine> {
                     .join(", ")
             )
         },
-    });
+    ));
     for m in &world.manifests {
-        lines.push(CheckLine {
-            ok: true,
-            what: format!("manifest {}", m.origin),
-            detail: format!(
+        lines.push(CheckLine::new(
+            Level::Ok,
+            format!("manifest {}", m.origin),
+            format!(
                 "{} entries loaded, {} skipped; {}",
                 m.loaded,
                 m.skipped.len(),
                 m.signature.describe()
             ),
-        });
+        ));
         for sk in &m.skipped {
-            lines.push(CheckLine {
-                ok: true,
-                what: format!("  skipped entry {}", sk.index),
-                detail: format!(
+            lines.push(CheckLine::new(
+                Level::Warn,
+                format!("  skipped entry {}", sk.index),
+                format!(
                     "{}{}",
                     sk.key
                         .as_deref()
@@ -59,71 +153,52 @@ fn summary_lines(world: &World) -> Vec<CheckLine> {
                         .unwrap_or_default(),
                     sk.reason
                 ),
-            });
+            ));
         }
         for w in &m.warnings {
-            lines.push(CheckLine {
-                ok: true,
-                what: "  warning".into(),
-                detail: w.clone(),
-            });
+            lines.push(CheckLine::new(Level::Warn, "  warning", w.clone()));
         }
     }
     for w in &world.warnings {
-        lines.push(CheckLine {
-            ok: true,
-            what: "warning".into(),
-            detail: w.clone(),
-        });
+        lines.push(CheckLine::new(Level::Warn, "warning", w.clone()));
     }
-    lines.push(CheckLine {
-        ok: true,
-        what: "resolution".into(),
-        detail: format!(
+    lines.push(CheckLine::new(
+        Level::Ok,
+        "resolution",
+        format!(
             "{} candidates, {} keys",
             world.snapshot.candidate_count(),
             world.snapshot.key_count()
         ),
-    });
+    ));
     lines
 }
 
-fn render(lines: &[CheckLine]) -> String {
-    lines
-        .iter()
-        .map(|l| {
-            format!(
-                "{} {}: {}\n",
-                if l.ok { "ok  " } else { "FAIL" },
-                l.what,
-                l.detail
-            )
-        })
-        .collect()
+pub fn check(ctx: &Ctx, strict: bool) -> CliResult {
+    let world = match engine::load(&ctx.request(Overrides::default()), &Default::default()) {
+        Ok(w) => w,
+        Err(e) => return load_failed(ctx, e, strict),
+    };
+    Report::new(summary_lines(&world), strict).finish(ctx, strict, Exit::InvalidConfig)
 }
 
-pub fn check(ctx: &Ctx) -> CliResult {
-    let world = engine::load(&ctx.request(Overrides::default()), &Default::default())?;
-    let lines = summary_lines(&world);
-    ctx.print(&lines, || render(&lines));
-    Ok(Exit::Ok)
-}
-
-pub fn health(ctx: &Ctx, probe: bool) -> CliResult {
-    let world = super::inspect::load_world(ctx)?;
+pub fn health(ctx: &Ctx, probe: bool, strict: bool) -> CliResult {
+    let world = match engine::load(
+        &ctx.request(Overrides::default()),
+        &super::inspect::read_status(ctx).pins(),
+    ) {
+        Ok(w) => w,
+        Err(e) => return load_failed(ctx, e, strict),
+    };
     let mut lines = summary_lines(&world);
     if probe {
         for (name, dir) in [
             ("state directory", &ctx.dirs.state),
             ("cache directory", &ctx.dirs.cache),
         ] {
-            let r = crate::fsutil::check_writable(dir);
-            lines.push(CheckLine {
-                ok: r.is_ok(),
-                what: name.into(),
-                detail: r
-                    .err()
-                    .unwrap_or_else(|| format!("{} writable", dir.display())),
+            lines.push(match crate::fsutil::check_writable(dir) {
+                Ok(()) => CheckLine::new(Level::Ok, name, format!("{} writable", dir.display())),
+                Err(e) => CheckLine::new(Level::Fail, name, e),
             });
         }
         let timeout = Duration::from_secs_f64(world.settings.settings.lifecycle.health_timeout);
@@ -152,35 +227,19 @@ pub fn health(ctx: &Ctx, probe: bool) -> CliResult {
             out
         })?;
         for ((d, k, p, h), r) in checks.iter().zip(results) {
-            let (ok, detail) = match r {
-                Some(r) => (r.ok, format!("{}: {}", r.target, r.detail)),
-                None => (false, format!("{}: probe task failed", h.target())),
+            let (level, detail) = match r {
+                Some(r) if r.ok => (Level::Ok, format!("{}: {}", r.target, r.detail)),
+                Some(r) => (Level::Fail, format!("{}: {}", r.target, r.detail)),
+                None => (Level::Fail, format!("{}: probe task failed", h.target())),
             };
-            lines.push(CheckLine {
-                ok,
-                what: format!("probe {d}/{k} ({p})"),
+            lines.push(CheckLine::new(
+                level,
+                format!("probe {d}/{k} ({p})"),
                 detail,
-            });
+            ));
         }
     }
-    let healthy = lines.iter().all(|l| l.ok);
-    ctx.print(
-        &serde_json::json!({"healthy": healthy, "checks": lines}),
-        || render(&lines),
-    );
-    if healthy {
-        Ok(Exit::Ok)
-    } else {
-        let failed: Vec<String> = lines
-            .iter()
-            .filter(|l| !l.ok)
-            .map(|l| format!("{}: {}", l.what, l.detail))
-            .collect();
-        Err(CliError::new(
-            Exit::Unhealthy,
-            format!("unhealthy: {}", failed.join("; ")),
-        ))
-    }
+    Report::new(lines, strict).finish(ctx, strict, Exit::Unhealthy)
 }
 
 pub fn reload(ctx: &Ctx, timeout: u64) -> CliResult {
@@ -191,20 +250,17 @@ pub fn reload(ctx: &Ctx, timeout: u64) -> CliResult {
     ) {
         Ok(r) => {
             ctx.print(&r, || format!("{}\n", r.message));
-            if r.ok {
+            if r.ok() {
                 Ok(Exit::Ok)
             } else {
-                Err(CliError::new(
-                    super::lifecycle::exit_from(r.code),
-                    r.message,
-                ))
+                Err(CliError::new(r.outcome, r.message))
             }
         }
         Err(ClientError::NoService(p)) => Err(CliError::new(
             Exit::Failure,
             format!("no running service at {p}: nothing to reload"),
         )),
-        Err(e) => Err(CliError::new(Exit::Failure, e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -216,6 +272,6 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs) -> CliResult {
         log_level: None,
     };
     let req = ctx.request(overrides);
-    crate::daemon::run(req).map_err(|e| CliError::new(e.exit(), e.to_string()))?;
+    crate::daemon::run(req)?;
     Ok(Exit::Ok)
 }

@@ -25,7 +25,6 @@ pub const KNOWN_PLAIN_VARS: &[&str] = &[
     "ONEIRIC_STATE_DIR",
     "ONEIRIC_CACHE_DIR",
     "ONEIRIC_RUNTIME_DIR",
-    "ONEIRIC_LOGS_DIR",
     "ONEIRIC_REMOTE_TOKEN",
 ];
 
@@ -68,7 +67,7 @@ impl Env {
 
 /// Applies the environment to the merged settings value. Returns warnings for variables that
 /// look like ours but mean nothing.
-pub(super) fn apply(env: &Env, merged: &mut Value) -> Result<Vec<String>, ConfigError> {
+pub fn apply(env: &Env, merged: &mut Value) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
     for (name, raw) in env.iter() {
         let Some(rest) = name.strip_prefix("ONEIRIC_") else {
@@ -144,7 +143,7 @@ pub fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 }
 
 fn set_level(merged: &mut Value, var: &str, level: &str) -> Result<(), ConfigError> {
-    crate::telemetry::parse_level(level).map_err(|message| ConfigError::Env {
+    super::parse_log_level(level).map_err(|message| ConfigError::Env {
         var: var.into(),
         message,
     })?;

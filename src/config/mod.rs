@@ -5,8 +5,8 @@
 //! column and unknown fields are rejected; the layers are then merged as JSON values and the
 //! result is deserialised once more into [`Settings`].
 
-mod env;
-pub mod load;
+pub mod env;
+
 pub mod stack;
 
 use std::collections::BTreeMap;
@@ -19,8 +19,32 @@ use crate::domain::Domain;
 use crate::manifest::{Capability, HealthCheck};
 
 pub use env::{Env, KNOWN_PLAIN_VARS};
-pub use load::{LoadedSettings, SettingsSource, load_settings};
 pub use stack::StackOrder;
+
+/// A log level as settings, variables and flags name it (Python's names accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Off,
+}
+
+pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "trace" => Ok(LogLevel::Trace),
+        "debug" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "error" | "critical" | "fatal" => Ok(LogLevel::Error),
+        "off" => Ok(LogLevel::Off),
+        other => Err(format!(
+            "`{other}` is not a log level (trace, debug, info, warning, error, critical)"
+        )),
+    }
+}
 
 /// Errors reading settings. Each names the file (and line/column) or the variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +167,7 @@ impl Settings {
                 .map_err(|e| format!("remote.trusted_public_keys: {e}"))?;
         }
         if let Some(level) = &self.logging.level {
-            crate::telemetry::parse_level(level).map_err(|e| format!("logging.level: {e}"))?;
+            parse_log_level(level).map_err(|e| format!("logging.level: {e}"))?;
         }
         if self.http.address.parse::<std::net::IpAddr>().is_err() {
             return Err(format!(
@@ -162,6 +186,15 @@ impl Settings {
             if !(v > 0.0 && v <= 3600.0) {
                 return Err(format!("{name}: must be between 0 and 3600 seconds"));
             }
+        }
+        // The reload deadline (300 s, after which the watchdog stops being fed) must never be
+        // reached by probing alone.
+        let deadline = self.lifecycle.reconcile_deadline;
+        if !(deadline > 0.0 && deadline <= 240.0) {
+            return Err("lifecycle.reconcile_deadline: must be within (0, 240] seconds".into());
+        }
+        if !(1..=1024).contains(&self.lifecycle.probe_parallelism) {
+            return Err("lifecycle.probe_parallelism: must be between 1 and 1024".into());
         }
         Ok(())
     }
@@ -363,6 +396,11 @@ pub struct LifecycleSettings {
     pub activation_timeout: f64,
     pub health_timeout: f64,
     pub cleanup_timeout: f64,
+    /// Probes a reload runs at once.
+    pub probe_parallelism: usize,
+    /// Seconds a reload waits for its probes in all; keys not probed by then keep their
+    /// binding. Well inside the unit's `TimeoutStartSec=` (60 s) and the reload deadline.
+    pub reconcile_deadline: f64,
 }
 
 impl Default for LifecycleSettings {
@@ -371,6 +409,8 @@ impl Default for LifecycleSettings {
             activation_timeout: 30.0,
             health_timeout: 5.0,
             cleanup_timeout: 10.0,
+            probe_parallelism: 16,
+            reconcile_deadline: 30.0,
         }
     }
 }

@@ -7,11 +7,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{self, ConfigError, Env, LoadedSettings, SettingsSource};
+mod settings;
+
+pub use settings::{LoadedSettings, SettingsSource, json_error, load_settings, yaml_error};
+
+use crate::config::{self, ConfigError, Env};
 use crate::domain::Domain;
 use crate::manifest::signature::{TrustPolicy, Verdict};
 use crate::manifest::{self, Manifest, ManifestError, Skipped};
-use crate::resolver::{Registry, SelectionOrigin, Snapshot};
+use crate::resolver::{Pins, Registry, SelectionOrigin, Snapshot};
 
 const DEMO_MANIFEST: &str = include_str!("demo-manifest.yaml");
 
@@ -21,8 +25,20 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A remote manifest with no usable cached copy (never fetched, or unreadable).
     #[error("{origin}: {message}")]
     Remote { origin: String, message: String },
+}
+
+impl From<crate::remote::CacheError> for LoadError {
+    fn from(e: crate::remote::CacheError) -> Self {
+        match e {
+            crate::remote::CacheError::Unavailable { origin, message } => {
+                LoadError::Remote { origin, message }
+            }
+            crate::remote::CacheError::Manifest(m) => LoadError::Manifest(m),
+        }
+    }
 }
 
 /// The service's directories, each from flag, `ONEIRIC_*`, systemd's `*_DIRECTORY`, or the
@@ -32,7 +48,6 @@ pub struct Dirs {
     pub state: PathBuf,
     pub cache: PathBuf,
     pub runtime: PathBuf,
-    pub logs: PathBuf,
 }
 
 impl Dirs {
@@ -71,12 +86,6 @@ impl Dirs {
                 "ONEIRIC_RUNTIME_DIR",
                 "RUNTIME_DIRECTORY",
                 "/run/oneiric",
-            ),
-            logs: pick(
-                None,
-                "ONEIRIC_LOGS_DIR",
-                "LOGS_DIRECTORY",
-                "/var/log/oneiric",
             ),
         }
     }
@@ -166,7 +175,7 @@ pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(),
         s.http.enabled = false;
     }
     if let Some(l) = &o.log_level {
-        crate::telemetry::parse_level(l).map_err(|message| ConfigError::Flag {
+        config::parse_log_level(l).map_err(|message| ConfigError::Flag {
             flag: "--log-level".into(),
             message,
         })?;
@@ -175,21 +184,76 @@ pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(),
     Ok(())
 }
 
+/// The trust policy of a load: the one place settings become a [`TrustPolicy`] (the loader,
+/// the service's fetcher and `remote-sync` all judge signatures by it).
+pub fn trust_policy(loaded: &LoadedSettings) -> Result<TrustPolicy, ConfigError> {
+    let origin = loaded
+        .files
+        .first()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("settings"));
+    trust_policy_of(&loaded.settings.remote).map_err(|e| ConfigError::Invalid {
+        path: origin,
+        message: format!("remote.trusted_public_keys: {e}"),
+    })
+}
+
+/// [`trust_policy`] for remote settings given directly (`manifest verify --trusted-key`).
+pub fn trust_policy_of(
+    r: &config::RemoteSettings,
+) -> Result<TrustPolicy, crate::manifest::signature::KeyError> {
+    let trusted = r
+        .trusted_public_keys
+        .iter()
+        .map(|k| crate::manifest::signature::parse_public_key(k))
+        .collect::<Result<_, _>>()?;
+    Ok(TrustPolicy {
+        trusted,
+        threshold: r.signature_threshold.max(1),
+        required: r.signature_required,
+        max_age_seconds: r.signature_max_age_seconds,
+        require_expiry: r.signature_require_expiry,
+        now: time::OffsetDateTime::now_utc(),
+    })
+}
+
+/// Reads manifest text from a file: size-limited and UTF-8 checked.
+pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
+    use crate::fsutil::ReadError;
+    let origin = path.display().to_string();
+    crate::fsutil::read_text(path, manifest::MAX_MANIFEST_BYTES).map_err(|e| match e {
+        ReadError::Io(source) => ManifestError::Read { origin, source },
+        ReadError::TooLarge { size, limit } => ManifestError::TooLarge {
+            origin,
+            size,
+            limit,
+        },
+        ReadError::NotUtf8 { offset } => ManifestError::NotUtf8 { origin, offset },
+    })
+}
+
 /// Loads settings and every manifest, checks signatures, and builds the snapshot with the
 /// given operator pins. Any error leaves nothing half-built: the caller keeps what it had.
-pub fn load(
-    req: &LoadRequest,
-    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
-) -> Result<World, LoadError> {
-    let mut loaded = config::load_settings(&req.config, &req.env)?;
+pub fn load(req: &LoadRequest, pins: &Pins) -> Result<World, LoadError> {
+    load_with(req, settings(req)?, pins)
+}
+
+/// The settings of a load: the layers, then the command-line overrides, validated.
+pub fn settings(req: &LoadRequest) -> Result<LoadedSettings, LoadError> {
+    let mut loaded = load_settings(&req.config, &req.env)?;
     apply_overrides(&mut loaded, &req.overrides)?;
+    Ok(loaded)
+}
+
+/// [`load`] with settings already read (a reload reads them once, before fetching).
+pub fn load_with(
+    req: &LoadRequest,
+    loaded: LoadedSettings,
+    pins: &Pins,
+) -> Result<World, LoadError> {
     let mut warnings = loaded.warnings.clone();
 
-    let policy =
-        TrustPolicy::from_settings(&loaded.settings.remote).map_err(|e| ConfigError::Invalid {
-            path: req.config.path.clone(),
-            message: format!("remote.trusted_public_keys: {e}"),
-        })?;
+    let policy = trust_policy(&loaded)?;
 
     // Sources in registration order, without duplicates (the unit passes the same file the
     // settings directory holds).
@@ -228,7 +292,7 @@ pub fn load(
     for source in &sources {
         let (m, verdict, cached_age) = match source {
             ManifestSource::Path(p) => {
-                let text = manifest::read_file(p)?;
+                let text = read_manifest(p)?;
                 let (m, verdict) =
                     manifest::parse_verified(&text, &p.display().to_string(), &policy)?;
                 (m, verdict, None)
@@ -295,7 +359,7 @@ pub fn load(
 pub fn build_snapshot(
     settings: &LoadedSettings,
     manifests: &[Manifest],
-    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+    pins: &Pins,
 ) -> (Snapshot, Vec<String>) {
     let mut registry = Registry::new();
     let settings_origin = settings
@@ -312,10 +376,7 @@ pub fn build_snapshot(
 }
 
 /// Settings selections overlaid by operator pins.
-pub fn selections(
-    settings: &LoadedSettings,
-    pins: &HashMap<(Domain, String), (String, SelectionOrigin)>,
-) -> HashMap<(Domain, String), (String, SelectionOrigin)> {
+pub fn selections(settings: &LoadedSettings, pins: &Pins) -> Pins {
     let mut selections = HashMap::new();
     for d in Domain::ALL {
         for (k, p) in &settings.settings.domain(d).selections {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::env::{self, Env};
-use super::{
+use crate::config::env::{self, Env};
+use crate::config::{
     AppSettings, ConfigError, DomainSettings, HttpSettings, LifecycleSettings, LoggingSettings,
     RemoteSettings, Settings, StackOrder,
 };
@@ -242,34 +242,23 @@ fn read_doc<T: DeserializeOwned>(path: &Path) -> Result<Value, ConfigError> {
     Ok(value)
 }
 
-/// Reads a text file with a size limit, reporting non-UTF-8 content by offset.
+/// Reads a settings file: size-limited and UTF-8 checked.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut bytes = Vec::new();
-    // Read one byte past the limit so an oversized file is detected without reading it whole.
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ConfigError::Read {
+    use crate::fsutil::ReadError;
+    crate::fsutil::read_text(path, limit).map_err(|e| match e {
+        ReadError::Io(source) => ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-    if bytes.len() as u64 > limit {
-        let size = std::fs::metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(limit + 1);
-        return Err(ConfigError::TooLarge {
+        },
+        ReadError::TooLarge { size, limit } => ConfigError::TooLarge {
             path: path.to_path_buf(),
             size,
             limit,
-        });
-    }
-    String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
-        path: path.to_path_buf(),
-        offset: e.utf8_error().valid_up_to(),
+        },
+        ReadError::NotUtf8 { offset } => ConfigError::NotUtf8 {
+            path: path.to_path_buf(),
+            offset,
+        },
     })
 }
 

@@ -7,8 +7,6 @@ pub mod node;
 mod raw;
 pub mod signature;
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -471,30 +469,6 @@ impl Manifest {
     pub fn total(&self) -> usize {
         self.entries.len() + self.skipped.len()
     }
-}
-
-/// Reads manifest text from a file: size-limited and UTF-8 checked.
-pub fn read_file(path: &Path) -> Result<String, ManifestError> {
-    let origin = path.display().to_string();
-    crate::config::load::read_text(path, MAX_MANIFEST_BYTES).map_err(|e| match e {
-        crate::config::ConfigError::TooLarge { size, limit, .. } => ManifestError::TooLarge {
-            origin: origin.clone(),
-            size,
-            limit,
-        },
-        crate::config::ConfigError::NotUtf8 { offset, .. } => ManifestError::NotUtf8 {
-            origin: origin.clone(),
-            offset,
-        },
-        crate::config::ConfigError::Read { source, .. } => ManifestError::Read {
-            origin: origin.clone(),
-            source,
-        },
-        other => ManifestError::Structure {
-            origin: origin.clone(),
-            message: other.to_string(),
-        },
-    })
 }
 
 /// Parses manifest text (YAML, or JSON, which is detected by its first character).

@@ -101,24 +101,6 @@ pub struct TrustPolicy {
     pub now: OffsetDateTime,
 }
 
-impl TrustPolicy {
-    pub fn from_settings(r: &crate::config::RemoteSettings) -> Result<Self, KeyError> {
-        let trusted = r
-            .trusted_public_keys
-            .iter()
-            .map(|k| parse_public_key(k))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            trusted,
-            threshold: r.signature_threshold.max(1),
-            required: r.signature_required,
-            max_age_seconds: r.signature_max_age_seconds,
-            require_expiry: r.signature_require_expiry,
-            now: OffsetDateTime::now_utc(),
-        })
-    }
-}
-
 /// The outcome of checking a manifest's signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -301,7 +283,10 @@ fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
     let expires_at = get("expires_at")?;
     if let Some(exp) = expires_at {
         if exp <= policy.now {
-            return Err(format!("manifest expired at {}", fmt_time(exp)));
+            return Err(format!(
+                "manifest expired at {}",
+                crate::text::fmt_time(exp)
+            ));
         }
     } else if policy.require_expiry {
         return Err("manifest has no expires_at, but expiry is required".into());
@@ -314,15 +299,11 @@ fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
         if age > max_age as i64 {
             return Err(format!(
                 "signature is {age} s old (signed_at {}), more than the {max_age} s allowed",
-                fmt_time(signed)
+                crate::text::fmt_time(signed)
             ));
         }
     }
     Ok(())
-}
-
-pub fn fmt_time(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
 /// Signs a manifest in place. `signed_at` (and `expires_at`, when asked) are set *before* the
@@ -340,10 +321,16 @@ pub fn sign(
     let map = doc.as_object_mut().ok_or("manifest is not a mapping")?;
     if !append {
         let now = now.replace_nanosecond(0).unwrap_or(now);
-        map.insert("signed_at".into(), Value::String(fmt_time(now)));
+        map.insert(
+            "signed_at".into(),
+            Value::String(crate::text::fmt_time(now)),
+        );
         if let Some(d) = expires_in {
             let exp = now + time::Duration::seconds(d.as_secs() as i64);
-            map.insert("expires_at".into(), Value::String(fmt_time(exp)));
+            map.insert(
+                "expires_at".into(),
+                Value::String(crate::text::fmt_time(exp)),
+            );
         }
         for f in super::canonical::SIGNATURE_FIELDS {
             map.remove(f);

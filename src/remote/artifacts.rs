@@ -125,7 +125,7 @@ async fn sync_one(
         .get(uri)
         .send()
         .await
-        .map_err(|e| crate::probe::error_chain(&e))?;
+        .map_err(|e| crate::text::error_chain(&e))?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::RemoteSettings;
-use crate::engine::LoadError;
 use crate::manifest::signature::{TrustPolicy, Verdict};
 use crate::manifest::{self, Manifest};
 
@@ -141,7 +140,7 @@ impl Fetcher {
         }
         let client = builder
             .build()
-            .map_err(|e| RemoteError(format!("http client: {}", crate::probe::error_chain(&e))))?;
+            .map_err(|e| RemoteError(format!("http client: {}", crate::text::error_chain(&e))))?;
         let auth = match auth_value(settings, env)? {
             Some(v) => {
                 let name =
@@ -390,7 +389,7 @@ impl Fetcher {
                     self.settings.timeout_seconds
                 ))
             } else {
-                Attempt::Retry(crate::probe::error_chain(&e))
+                Attempt::Retry(crate::text::error_chain(&e))
             }
         })?;
         let status = resp.status();
@@ -458,9 +457,20 @@ async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>
             Err(e) if e.is_timeout() => {
                 return Err(Attempt::Retry("timed out reading the body".into()));
             }
-            Err(e) => return Err(Attempt::Retry(crate::probe::error_chain(&e))),
+            Err(e) => return Err(Attempt::Retry(crate::text::error_chain(&e))),
         }
     }
+}
+
+/// Why the last good copy of a remote manifest cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// No usable copy: never fetched successfully, or the cache file is unreadable.
+    #[error("{origin}: {message}")]
+    Unavailable { origin: String, message: String },
+    /// The copy is there but does not parse or verify (any more) under the current policy.
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
 }
 
 /// The last good copy of a remote manifest, for the loader. Entries whose artifact could not be
@@ -470,9 +480,9 @@ pub fn load_cached(
     cache_dir: &Path,
     url: &str,
     policy: &TrustPolicy,
-) -> Result<(Manifest, Verdict, Option<u64>), LoadError> {
+) -> Result<(Manifest, Verdict, Option<u64>), CacheError> {
     let paths = cache_paths(cache_dir, url);
-    let remote_err = |message: String| LoadError::Remote {
+    let remote_err = |message: String| CacheError::Unavailable {
         origin: url.to_string(),
         message,
     };
@@ -485,7 +495,7 @@ pub fn load_cached(
             "no cached copy yet and the manifest could not be fetched{why}"
         )));
     }
-    let text = crate::config::load::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
+    let text = crate::fsutil::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
         .map_err(|e| remote_err(e.to_string()))?;
     let (mut m, verdict) = manifest::parse_verified(&text, url, policy)?;
     let meta = read_meta(&paths);
@@ -556,7 +566,14 @@ mod tests {
             ..Default::default()
         };
         let f = Fetcher::new(&settings, dir.path(), &crate::config::Env::default()).unwrap();
-        let policy = TrustPolicy::from_settings(&settings).unwrap();
+        let policy = TrustPolicy {
+            trusted: Vec::new(),
+            threshold: 1,
+            required: false,
+            max_age_seconds: None,
+            require_expiry: false,
+            now: time::OffsetDateTime::now_utc(),
+        };
         let url = format!("http://127.0.0.1:{port}/m.yaml");
         assert!(matches!(
             f.sync(&url, &policy).await,

@@ -14,17 +14,15 @@ use crate::config::LogFormat;
 
 /// Accepts the spellings of Python's logging and of tracing: `INFO`, `warning`, `CRITICAL`...
 pub fn parse_level(s: &str) -> Result<LevelFilter, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "trace" => Ok(LevelFilter::TRACE),
-        "debug" => Ok(LevelFilter::DEBUG),
-        "info" => Ok(LevelFilter::INFO),
-        "warn" | "warning" => Ok(LevelFilter::WARN),
-        "error" | "critical" | "fatal" => Ok(LevelFilter::ERROR),
-        "off" => Ok(LevelFilter::OFF),
-        other => Err(format!(
-            "`{other}` is not a log level (trace, debug, info, warning, error, critical)"
-        )),
-    }
+    use crate::config::LogLevel;
+    crate::config::parse_log_level(s).map(|l| match l {
+        LogLevel::Trace => LevelFilter::TRACE,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Off => LevelFilter::OFF,
+    })
 }
 
 /// True when stderr is the journal stream systemd set up (`JOURNAL_STREAM=dev:inode`).
@@ -53,6 +51,16 @@ pub enum Sink {
     Journald,
     Text,
     Json,
+}
+
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sink::Journald => "the journal",
+            Sink::Text => "stderr (text)",
+            Sink::Json => "stderr (JSON)",
+        })
+    }
 }
 
 type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;

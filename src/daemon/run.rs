@@ -1,0 +1,369 @@
+//! Process setup and the main loop. [`run`] is what `oneiric orchestrate` calls: logging, the
+//! runtime, the listeners, then [`serve`] until SIGTERM/SIGINT. [`serve`] takes its listeners
+//! and its shutdown signal from the caller, so tests can run the service in-process.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crate::activity::ActivityStore;
+use crate::engine::{self, Dirs, LoadRequest, LoadedSettings};
+use crate::errors::StartError;
+use crate::lifecycle::LifecycleStatus;
+use crate::metrics::Metrics;
+use crate::resolver::Snapshot;
+use crate::served::unix_now;
+
+use super::owner::{Next, StateOwner};
+use super::reload::RELOAD_DEADLINE;
+use super::{Service, Trigger, control_server, notify, sync::RemoteSync};
+
+/// The sockets the service answers on, bound by the caller before the first load, so that
+/// clients connecting early wait in the backlog instead of being refused.
+pub struct Listeners {
+    pub http: Option<std::net::TcpListener>,
+    pub control: std::os::unix::net::UnixListener,
+    pub control_path: PathBuf,
+}
+
+/// Binds the HTTP listener the settings ask for (if enabled) and the control socket.
+pub fn bind_listeners(settings: &LoadedSettings, dirs: &Dirs) -> Result<Listeners, StartError> {
+    let http = &settings.settings.http;
+    let http = if http.enabled {
+        let addr = format!("{}:{}", http.address, http.port);
+        let l = std::net::TcpListener::bind(&addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        Some(l)
+    } else {
+        None
+    };
+    let control_path = dirs.control_socket();
+    let control = crate::control::bind(&control_path)?;
+    Ok(Listeners {
+        http,
+        control,
+        control_path,
+    })
+}
+
+/// What [`serve`] needs besides its listeners.
+pub struct ServeOptions {
+    pub req: LoadRequest,
+    /// The settings read for setting up logging and listeners; the first load uses them.
+    pub settings: LoadedSettings,
+    pub metrics: Metrics,
+    /// Where logs go and how traces are exported, for the ready line.
+    pub banner: String,
+}
+
+/// Runs the service until SIGTERM/SIGINT. Returns an error when it cannot start.
+pub fn run(req: LoadRequest) -> Result<(), StartError> {
+    // Logging first, from settings alone, so that a bad manifest is reported in the right place.
+    let pre = engine::settings(&req);
+    let (level, format) = match &pre {
+        Ok(l) => (
+            l.settings
+                .logging
+                .level
+                .as_deref()
+                .and_then(|s| crate::telemetry::parse_level(s).ok())
+                .unwrap_or(tracing::level_filters::LevelFilter::INFO),
+            l.settings
+                .logging
+                .format
+                .or(match l.settings.logging.emit_json {
+                    Some(true) => Some(crate::config::LogFormat::Json),
+                    Some(false) => Some(crate::config::LogFormat::Text),
+                    None => None,
+                }),
+        ),
+        Err(_) => (tracing::level_filters::LevelFilter::INFO, None),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("oneiric")
+        .build()
+        .map_err(StartError::Runtime)?;
+    let metrics = Metrics::new()?;
+    // Inside the runtime: the OTLP exporter's channel and HTTP client live on it.
+    let telemetry = {
+        let _guard = runtime.enter();
+        crate::telemetry::init(
+            level,
+            format,
+            Some(crate::telemetry::TraceExport {
+                env: &req.env,
+                dropped: metrics.otel_spans_dropped.clone(),
+            }),
+        )
+    };
+    let result = (|| {
+        let settings = pre.map_err(|e| StartError::Load(e.into()))?;
+        let listeners = bind_listeners(&settings, &req.dirs)?;
+        let banner = format!("logging to {}; traces {}", telemetry.sink, telemetry.otel);
+        runtime.block_on(async {
+            // Handlers before the first load: a SIGTERM during startup waits for the main
+            // loop instead of killing the process with the default action.
+            let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let shutdown = async move {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(oneiric_event = "stop", "SIGTERM: stopping"),
+                    _ = int.recv() => tracing::info!(oneiric_event = "stop", "SIGINT: stopping"),
+                }
+            };
+            let options = ServeOptions {
+                req,
+                settings,
+                metrics,
+                banner,
+            };
+            serve(options, listeners, shutdown).await
+        })
+    })();
+    // A failed first load was logged by the reload itself.
+    if let Err(e) = &result
+        && !matches!(e, StartError::Load(_))
+    {
+        tracing::error!(oneiric_event = "startup_failed", "{e}");
+    }
+    // Flush pending spans while the runtime (which carries the exporter) still runs, bounded
+    // well inside TimeoutStopSec.
+    telemetry.shutdown(Duration::from_secs(5));
+    // Tasks still parked on I/O must not delay exit past TimeoutStopSec.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, StartError> {
+    tokio::signal::unix::signal(kind).map_err(StartError::Signal)
+}
+
+/// Loads, serves and reloads until `shutdown` completes. The first load is a reload with
+/// `Trigger::Startup`; no READY=1 until it succeeded.
+pub async fn serve(
+    options: ServeOptions,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let ServeOptions {
+        req,
+        settings,
+        metrics,
+        banner,
+    } = options;
+    let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let control_path = listeners.control_path.clone();
+    let result = serve_inner(
+        req,
+        settings,
+        metrics,
+        banner,
+        listeners,
+        shutdown,
+        &mut sighup,
+    )
+    .await;
+    let _ = std::fs::remove_file(&control_path);
+    result
+}
+
+async fn serve_inner(
+    req: LoadRequest,
+    settings: LoadedSettings,
+    metrics: Metrics,
+    banner: String,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    sighup: &mut tokio::signal::unix::Signal,
+) -> Result<(), StartError> {
+    let dirs = req.dirs.clone();
+    for (what, dir) in [("state", &dirs.state), ("cache", &dirs.cache)] {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Directory {
+            what,
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let lifecycle = load_lifecycle(&dirs.state);
+    let activity = ActivityStore::open(&dirs.state)?;
+    let empty = Next {
+        settings: settings.clone(),
+        manifests: Vec::new(),
+        snapshot: Arc::new(Snapshot::default()),
+        warnings: Vec::new(),
+        demo: false,
+    };
+    let owner = StateOwner::new(
+        dirs.state.clone(),
+        lifecycle,
+        activity,
+        empty,
+        Arc::new(metrics),
+    );
+    let view = owner.view();
+    let service = Arc::new(Service {
+        owner,
+        view: view.clone(),
+        req,
+        pipeline: tokio::sync::Mutex::new(RemoteSync::default()),
+        reload_started: AtomicU64::new(0),
+        loads_published: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+
+    // The first load: remote manifests fetched first; with the server down the cached copy
+    // is served (and says how old it is).
+    service
+        .reload(Trigger::Startup, Some(settings))
+        .await
+        .map_err(StartError::Load)?;
+    let refresh = Duration::from_secs(
+        view.served()
+            .settings
+            .settings
+            .remote
+            .refresh_interval
+            .max(1),
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let http_addr = match listeners.http {
+        Some(std_listener) => {
+            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+                StartError::Listen {
+                    addr: "inherited".into(),
+                    source,
+                }
+            })?;
+            let local = listener.local_addr().ok();
+            tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                view.clone(),
+                stop_rx.clone(),
+            )));
+            local
+        }
+        None => None,
+    };
+    let control = tokio::net::UnixListener::from_std(listeners.control).map_err(|source| {
+        StartError::Control(crate::control::BindError::Socket {
+            path: listeners.control_path.display().to_string(),
+            source,
+        })
+    })?;
+    tasks.push(tokio::spawn(control_server::serve(
+        control,
+        Arc::clone(&service),
+        stop_rx.clone(),
+    )));
+
+    service.owner.set_ready(true);
+    let status = view.status_line();
+    notify::ready(&status);
+    match http_addr {
+        Some(a) => tracing::info!(
+            oneiric_event = "ready",
+            "ready: {status}; HTTP on http://{a} ({}); control socket {}; {banner}",
+            crate::http::Route::PATTERNS.join(", "),
+            listeners.control_path.display(),
+        ),
+        None => tracing::info!(
+            oneiric_event = "ready",
+            "ready: {status}; HTTP disabled; control socket {}; {banner}",
+            listeners.control_path.display()
+        ),
+    }
+
+    let mut refresh_timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
+    refresh_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog = notify::watchdog_interval();
+    // Without a watchdog the tick is effectively never: no idle wake-ups.
+    let mut watchdog_timer = tokio::time::interval(
+        watchdog
+            .map(|w| w / 2)
+            .unwrap_or(Duration::from_secs(86_400 * 365)),
+    );
+    let mut last_fingerprint = service.fingerprint();
+    let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = sighup.recv() => {
+                let s = Arc::clone(&service);
+                tokio::spawn(async move { let _ = s.reload(Trigger::Sighup, None).await; });
+            }
+            _ = refresh_timer.tick() => {
+                let current = service.fingerprint();
+                let local_changed = current != last_fingerprint;
+                last_fingerprint = current;
+                // A slow remote must not pile up refreshes.
+                if !refreshing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let s = Arc::clone(&service);
+                    let flag = Arc::clone(&refreshing);
+                    tokio::spawn(async move {
+                        s.refresh(local_changed).await;
+                        flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
+                }
+            }
+            _ = watchdog_timer.tick(), if watchdog.is_some() => {
+                if service.progressing() {
+                    notify::watchdog();
+                } else {
+                    tracing::error!(oneiric_event = "watchdog_withheld", "a reload has run for more than {} s; withholding watchdog pings", RELOAD_DEADLINE.as_secs());
+                }
+            }
+        }
+    }
+
+    notify::stopping();
+    service.owner.set_ready(false);
+    let _ = stop_tx.send(true);
+    // Let servers finish in-flight requests briefly, then move on.
+    let drain = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    // A reload in flight finishes or is abandoned; state on disk is always whole.
+    let _ = tokio::time::timeout(Duration::from_secs(5), service.pipeline.lock()).await;
+    if let Err(e) = service.owner.save().await {
+        tracing::error!(oneiric_event = "state_write_failed", "{e}");
+    }
+    tracing::info!(oneiric_event = "stopped", "stopped");
+    Ok(())
+}
+
+/// The persisted lifecycle status. A corrupt file must not keep the service down: it is kept
+/// aside for inspection and the service starts with an empty status.
+fn load_lifecycle(state_dir: &std::path::Path) -> LifecycleStatus {
+    match LifecycleStatus::load(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            let path = LifecycleStatus::path(state_dir);
+            let aside = path.with_extension(format!("json.corrupt-{}", unix_now()));
+            let _ = std::fs::rename(&path, &aside);
+            tracing::error!(
+                oneiric_event = "state_corrupt",
+                "{e}; moved to {} and starting with an empty lifecycle status",
+                aside.display()
+            );
+            LifecycleStatus::default()
+        }
+    }
+}
