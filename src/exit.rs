@@ -1,5 +1,5 @@
 //! The process exit codes: stable, scripts and the unit file depend on them. Which error gets
-//! which code is decided in one place, [`crate::errors`]; this module is only the vocabulary,
+//! which code is decided in one place, the `errors` module; this module is only the vocabulary,
 //! shared by the CLI, the control protocol (which carries it by name) and the service.
 
 use serde::{Deserialize, Serialize};

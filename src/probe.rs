@@ -30,18 +30,19 @@ impl HealthCheck {
 }
 
 /// Runs one probe. `default_timeout` applies when the check sets none.
+#[tracing::instrument(
+    name = "probe",
+    skip_all,
+    fields(
+        target = %check.target(),
+        ok = tracing::field::Empty,
+        seconds = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty
+    )
+)]
 pub async fn run(check: &HealthCheck, default_timeout: Duration) -> ProbeResult {
-    use tracing::Instrument;
-    let span = crate::traced_span!("probe", target = %check.target(), ok = tracing::field::Empty, seconds = tracing::field::Empty);
-    let result = run_inner(check, default_timeout)
-        .instrument(span.clone())
-        .await;
-    span.record("ok", result.ok);
-    span.record("seconds", result.seconds);
-    result
-}
-
-async fn run_inner(check: &HealthCheck, default_timeout: Duration) -> ProbeResult {
+    let span = crate::telemetry::traced(tracing::Span::current());
     let timeout = check
         .timeout_seconds
         .map(Duration::from_secs_f64)
@@ -56,12 +57,15 @@ async fn run_inner(check: &HealthCheck, default_timeout: Duration) -> ProbeResul
             format!("timed out after {:.1} s", timeout.as_secs_f64()),
         ),
     };
-    ProbeResult {
+    let result = ProbeResult {
         ok,
         target: check.target(),
         detail,
         seconds: start.elapsed().as_secs_f64(),
-    }
+    };
+    span.record("ok", result.ok);
+    span.record("seconds", result.seconds);
+    result
 }
 
 async fn attempt(check: &HealthCheck, timeout: Duration) -> Result<String, String> {

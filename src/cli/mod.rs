@@ -272,7 +272,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let env = Env::from_process();
+    // The process environment is read here, at the edge, once; below it is plain data. A
+    // non-UTF-8 variable cannot be ours (all our values are text): skipped, not an error.
+    let env = Env::from_pairs(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    );
     let dirs = Dirs::resolve(
         cli.global.state_dir.as_deref(),
         cli.global.cache_dir.as_deref(),

@@ -29,15 +29,6 @@ pub const KNOWN_PLAIN_VARS: &[&str] = &[
 ];
 
 impl Env {
-    pub fn from_process() -> Self {
-        // Non-UTF-8 variables cannot be ours (all our values are text); skip them rather than
-        // fail on an unrelated variable.
-        let vars = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        Self { vars }
-    }
-
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,

@@ -192,19 +192,6 @@ pub fn traced(span: tracing::Span) -> tracing::Span {
     span
 }
 
-/// An info-level span with empty `trace_id`/`span_id` fields, filled by [`traced`].
-#[macro_export]
-macro_rules! traced_span {
-    ($name:literal $(, $($fields:tt)*)?) => {
-        $crate::telemetry::traced(tracing::info_span!(
-            $name,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty
-            $(, $($fields)*)?
-        ))
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
