@@ -249,3 +249,137 @@ fn requirements(query: Option<&str>) -> Result<Requirements, String> {
     }
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use arc_swap::{ArcSwap, ArcSwapOption};
+
+    use crate::engine::{LoadedSettings, SettingsSource};
+    use crate::served::Served;
+
+    #[test]
+    fn every_pattern_parses_and_nothing_else_does() {
+        let examples = [
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/v1/status",
+            "/v1/resolve/adapter/cache",
+            "/v1/explain/adapter/cache",
+        ];
+        assert_eq!(examples.len(), Route::PATTERNS.len());
+        for p in examples {
+            assert!(Route::parse(p).is_some(), "{p}");
+        }
+        assert_eq!(
+            Route::parse("/v1/resolve/adapter/cache"),
+            Some(Route::Resolve("adapter", "cache"))
+        );
+        for p in [
+            "/",
+            "/v1",
+            "/v1/resolve/adapter",
+            "/v1/resolve/a/b/c",
+            "/metrics/x",
+        ] {
+            assert_eq!(Route::parse(p), None, "{p}");
+        }
+    }
+
+    fn view() -> (Arc<AtomicBool>, View) {
+        let settings: LoadedSettings = crate::engine::load_settings(
+            &SettingsSource {
+                path: "/nonexistent-oneiric-test".into(),
+                explicit: false,
+            },
+            &crate::config::Env::default(),
+        )
+        .expect("defaults");
+        let m = crate::manifest::parse(
+            "entries:\n  - {domain: adapter, key: cache, provider: redis, factory: f}\n",
+            "t",
+        )
+        .expect("manifest");
+        let (snapshot, _) = crate::engine::build_snapshot(&settings, &[m], &Default::default());
+        let served = Served {
+            settings,
+            manifests: Vec::new(),
+            snapshot: Arc::new(snapshot),
+            warnings: Vec::new(),
+            demo: false,
+            generation: 1,
+            loaded_at: std::time::SystemTime::now(),
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let v = View::new(
+            Arc::new(ArcSwap::from_pointee(served)),
+            Arc::new(ArcSwapOption::empty()),
+            Arc::clone(&ready),
+            Arc::new(crate::metrics::Metrics::new().expect("metrics")),
+        );
+        (ready, v)
+    }
+
+    fn get(view: &View, method: Method, uri: &str) -> Response<Full<Bytes>> {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .expect("request");
+        handle(&req, view)
+    }
+
+    #[test]
+    fn routes_answer_with_the_documented_statuses() {
+        let (ready, view) = view();
+        assert_eq!(
+            get(&view, Method::GET, "/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        let r = get(&view, Method::POST, "/v1/status");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            r.headers().get(ALLOW).map(|v| v.as_bytes()),
+            Some(&b"GET, HEAD"[..])
+        );
+        // 404 before 405: an unknown path is unknown whatever the method.
+        assert_eq!(
+            get(&view, Method::POST, "/nope").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&view, Method::GET, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready.store(true, Ordering::SeqCst);
+        assert_eq!(get(&view, Method::GET, "/readyz").status(), StatusCode::OK);
+        assert_eq!(
+            get(&view, Method::HEAD, "/healthz").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(&view, Method::GET, "/v1/resolve/adapter/cache").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(&view, Method::GET, "/v1/resolve/adapter/nokey").status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&view, Method::GET, "/v1/resolve/widget/cache").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            get(&view, Method::GET, "/v1/explain/adapter/cache?bogus=1").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(get(&view, Method::GET, "/metrics").status(), StatusCode::OK);
+        assert_eq!(
+            get(&view, Method::GET, "/v1/status").status(),
+            StatusCode::OK
+        );
+    }
+}

@@ -462,3 +462,92 @@ pub fn apply(status: &mut LifecycleStatus, snapshot: &Snapshot, done: &[Activati
     });
     !done.is_empty() || status.keys.len() != tracked
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LifecycleSettings;
+
+    fn snapshot(text: &str) -> Snapshot {
+        let settings = crate::engine::load_settings(
+            &crate::engine::SettingsSource {
+                path: "/nonexistent-oneiric-test".into(),
+                explicit: false,
+            },
+            &crate::config::Env::default(),
+        )
+        .expect("defaults");
+        let m = crate::manifest::parse(text, "t").expect("manifest");
+        crate::engine::build_snapshot(&settings, &[m], &Default::default()).0
+    }
+
+    const PROBED: &str = "entries:\n  - {domain: adapter, key: a, provider: p, factory: f, health: {unix: /nonexistent/sock}}\n  - {domain: adapter, key: b, provider: q, factory: f}\n";
+
+    #[test]
+    fn plan_takes_changed_probed_winners_and_skips_refused_and_settled() {
+        let snap = snapshot(PROBED);
+        let mut status = LifecycleStatus::default();
+        let none = |_: Domain, _: &str| false;
+        // `a` has a probe and was never bound; `b` has none and is untracked: nothing to do.
+        let plans = plan(&snap, &status, &none);
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].candidate.key, "a");
+        // A paused key keeps what it has.
+        let paused = |_: Domain, k: &str| k == "a";
+        assert!(plan(&snap, &status, &paused).is_empty());
+        // Once bound and ready, `a` is settled.
+        let bound = Activation {
+            domain: Domain::Adapter,
+            key: "a".into(),
+            provider: "p".into(),
+            previous: None,
+            bound: true,
+            forced: false,
+            error: None,
+            duration: Duration::ZERO,
+        };
+        assert!(apply(&mut status, &snap, std::slice::from_ref(&bound)));
+        assert!(plan(&snap, &status, &none).is_empty());
+        // A key that vanished from every source is forgotten, unless pinned.
+        let empty = snapshot("entries: []\n");
+        assert!(apply(&mut status, &empty, &[]));
+        assert!(status.keys.is_empty());
+    }
+
+    #[tokio::test]
+    async fn probe_all_runs_plans_and_reports_failures() {
+        let snap = snapshot(PROBED);
+        let plans = plan(&snap, &LifecycleStatus::default(), &|_, _| false);
+        let probed = probe_all(plans, &LifecycleSettings::default()).await;
+        assert_eq!(probed.done.len(), 1);
+        assert!(!probed.done[0].bound, "{:?}", probed.done[0]);
+        assert!(probed.cut.is_empty());
+        assert!(
+            probe_all(Vec::new(), &LifecycleSettings::default())
+                .await
+                .done
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn swap_message_says_what_happened() {
+        let mut a = Activation {
+            domain: Domain::Adapter,
+            key: "k".into(),
+            provider: "p".into(),
+            previous: Some("o".into()),
+            bound: false,
+            forced: false,
+            error: Some("down".into()),
+            duration: Duration::from_millis(2),
+        };
+        assert_eq!(
+            swap_message(&a),
+            "adapter/k: swap to p failed (down); rolled back to o"
+        );
+        a.bound = true;
+        a.error = None;
+        assert_eq!(swap_message(&a), "adapter/k: swapped to p in 2.0 ms");
+    }
+}

@@ -42,7 +42,7 @@ fn serve_in_process_on_port_zero_then_stop() {
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.port())
         .expect("http listener");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = runtime();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions {
         req,
@@ -64,5 +64,8 @@ fn serve_in_process_on_port_zero_then_stop() {
         .expect("serve stopped in time")
         .expect("serve task");
     assert!(result.is_ok(), "{result:?}");
-    assert!(!sb.path("run/control.sock").exists(), "control socket left behind");
+    assert!(
+        !sb.path("run/control.sock").exists(),
+        "control socket left behind"
+    );
 }

@@ -125,19 +125,15 @@ fn setup(sb: &mut Sandbox, endpoint: &str, protocol: &str) -> std::net::TcpListe
 }
 
 fn wait_spans(store: &Store, names: &[&str], limit: Duration) -> Vec<Span> {
-    let start = Instant::now();
-    loop {
-        let spans = store.lock().unwrap().clone();
-        if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
-            return spans;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "spans {names:?} not all received; got {:?}",
-            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let all = |spans: &[Span]| names.iter().all(|n| spans.iter().any(|s| s.name == *n));
+    let arrived = poll_until(limit, || all(&store.lock().unwrap()));
+    let spans = store.lock().unwrap().clone();
+    assert!(
+        arrived,
+        "spans {names:?} not all received; got {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    spans
 }
 
 fn exercise_and_check(sb: &Sandbox, store: &Store) {
@@ -151,23 +147,19 @@ fn exercise_and_check(sb: &Sandbox, store: &Store) {
         Duration::from_secs(20),
     );
     // Startup is the first reload: the same span, with its own trigger.
-    let start = Instant::now();
-    let spans = loop {
-        let spans = store.lock().unwrap().clone();
-        let trigger = |t: &str| {
-            spans.iter().any(|s| {
-                s.name == "reload" && s.attrs.get("trigger").map(String::as_str) == Some(t)
-            })
-        };
-        if trigger("startup") && trigger("sighup") {
-            break spans;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no startup and sighup reload spans"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let has = |spans: &[Span], t: &str| {
+        spans
+            .iter()
+            .any(|s| s.name == "reload" && s.attrs.get("trigger").map(String::as_str) == Some(t))
     };
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            let spans = store.lock().unwrap();
+            has(&spans, "startup") && has(&spans, "sighup")
+        }),
+        "no startup and sighup reload spans"
+    );
+    let spans = store.lock().unwrap().clone();
     assert!(
         spans.iter().all(|s| s.service == "oneiric-test"),
         "service names: {:?}",

@@ -64,8 +64,13 @@ fn notify_sequence_reload_and_stop() {
     );
     assert_eq!(resolve(&svc), "memcached");
     let (_, metrics) = http(svc.port, "GET", "/metrics");
-    assert!(
-        metrics.contains("oneiric_reloads_total{result=\"failure\",trigger=\"sighup\"} 1"),
+    assert_eq!(
+        sample(
+            &scrape(svc.port),
+            "oneiric_reloads_total",
+            &[("result", "failure"), ("trigger", "sighup")]
+        ),
+        Some(1.0),
         "{metrics}"
     );
 
@@ -167,10 +172,7 @@ fn http_endpoints_and_bad_requests() {
     assert_eq!(http(svc.port, "GET", "/healthz").0, 200);
 
     // /metrics parses as Prometheus text and carries the promised families.
-    let (s, body) = http(svc.port, "GET", "/metrics");
-    assert_eq!(s, 200);
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("prometheus text format");
+    let scrape = scrape(svc.port);
     let names: std::collections::HashSet<&str> =
         scrape.samples.iter().map(|s| s.metric.as_str()).collect();
     for want in [
@@ -187,12 +189,10 @@ fn http_endpoints_and_bad_requests() {
     ] {
         assert!(names.contains(want), "missing {want}");
     }
-    let cands = scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == "oneiric_candidates" && s.labels.get("domain") == Some("adapter"))
-        .unwrap();
-    assert!(matches!(cands.value, prometheus_parse::Value::Gauge(v) if v == 2.0));
+    assert_eq!(
+        sample(&scrape, "oneiric_candidates", &[("domain", "adapter")]),
+        Some(2.0)
+    );
 }
 
 #[test]

@@ -414,3 +414,43 @@ impl Default for LifecycleSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_bounds_are_validated() {
+        let mut s = Settings::default();
+        assert_eq!(s.validate(), Ok(()));
+        s.lifecycle.reconcile_deadline = 241.0;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("lifecycle.reconcile_deadline")
+        );
+        s.lifecycle.reconcile_deadline = 0.0;
+        assert!(s.validate().is_err());
+        s.lifecycle.reconcile_deadline = 30.0;
+        s.lifecycle.probe_parallelism = 0;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("lifecycle.probe_parallelism")
+        );
+        s.lifecycle.probe_parallelism = 16;
+        s.lifecycle.health_timeout = f64::NAN;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("lifecycle.health_timeout")
+        );
+    }
+
+    #[test]
+    fn log_levels_accept_python_names() {
+        assert_eq!(parse_log_level("WARNING"), Ok(LogLevel::Warn));
+        assert_eq!(parse_log_level(" critical "), Ok(LogLevel::Error));
+        assert!(parse_log_level("loud").is_err());
+    }
+}

@@ -150,15 +150,58 @@ impl Notify {
     }
     /// Waits until `n` messages contain `needle`.
     pub fn wait_for(&self, needle: &str, n: usize, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.count(needle) >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        poll_until(limit, || self.count(needle) >= n)
     }
+}
+
+/// The one polling helper: calls `done` every 20 ms until it is true or `limit` passed.
+/// Returns whether it became true.
+pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The one async runtime setup for tests that drive async code themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// `GET /metrics`, parsed as the Prometheus text format.
+pub fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let (status, body) = http(port, "GET", "/metrics");
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("prometheus text format")
+}
+
+/// The value of one sample (`name` with every label in `labels`), if present.
+pub fn sample(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
 }
 
 pub fn free_port() -> u16 {
@@ -288,14 +331,15 @@ impl Service {
     }
 
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
+        let mut code = None;
+        poll_until(limit, || match self.child.try_wait() {
+            Ok(Some(st)) => {
+                code = st.code();
+                true
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+            _ => false,
+        });
+        code
     }
 }
 
