@@ -48,6 +48,17 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    /// The name state files and `status` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Activating => "activating",
+            State::Ready => "ready",
+            State::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyStatus {
     pub state: State,

@@ -185,7 +185,7 @@ pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bo
                     .and_then(|s| s.active_provider.clone())
                     .or_else(|| Some(winner.provider.clone())),
                 state: st
-                    .map(|s| format!("{:?}", s.state).to_lowercase())
+                    .map(|s| s.state.as_str().to_string())
                     .unwrap_or_else(|| "ready".into()),
                 pinned: st.and_then(|s| s.pinned.clone()),
                 paused: act.paused,

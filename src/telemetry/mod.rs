@@ -128,7 +128,11 @@ pub fn init(
                             .with_tracer(tracer)
                             .with_filter(span_filter),
                     ));
-                    otel_note = format!("{mode:?} export on");
+                    otel_note = match mode {
+                        otel::Mode::Grpc => "OTLP/gRPC export on".to_string(),
+                        otel::Mode::HttpProtobuf => "OTLP/HTTP export on".to_string(),
+                        otel::Mode::Off(why) => format!("off ({why})"),
+                    };
                     provider = Some(p);
                 }
                 Err(e) => otel_note = format!("off (error: {e})"),
