@@ -18,6 +18,23 @@ pub fn shared_testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
 }
 
+/// The bytes a signature covers: `manifest pack` of the document without its signature
+/// fields (pack itself keeps them).
+pub fn signed_bytes(sb: &Sandbox, signed: &Path) -> String {
+    let o = sb.run(&["manifest", "pack", signed.to_str().expect("utf-8 path")]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    if let Some(obj) = doc.as_object_mut() {
+        for f in ["signature", "signature_algorithm", "signatures"] {
+            obj.remove(f);
+        }
+    }
+    let again = sb.write("unsigned.json", &doc.to_string());
+    stdout(&sb.run(&["manifest", "pack", again.to_str().expect("utf-8 path")]))
+        .trim_end()
+        .to_string()
+}
+
 /// A sandbox: settings dir, state/cache/runtime dirs, and a clean environment.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
