@@ -68,6 +68,13 @@ stage_shell() (
 )
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_rust() {
+	# The cross-implementation vectors are optional (beside the checkout, not in it): say
+	# plainly whether tests/conformance.rs checked them or passed without checking anything.
+	if [ -d ../shared/testdata ]; then
+		t_log "conformance: tests/conformance.rs runs against ../shared/testdata"
+	else
+		t_log "conformance: SKIPPED, ../shared/testdata is absent (tests/conformance.rs checks nothing; tests/fixtures cover the same paths)"
+	fi
 	cargo fmt --check &&
 		cargo clippy --all-targets --locked -- -D warnings &&
 		cargo test --locked
