@@ -153,8 +153,12 @@ impl StateOwner {
     /// state, and returns the next published state (if any) and its own result.
     async fn transition<R>(&self, f: impl FnOnce(&mut Inner, &Served) -> (Option<Next>, R)) -> R {
         let mut inner = self.inner.lock().await;
-        let current = self.served.load_full();
-        let (next, result) = f(&mut inner, &current);
+        let (next, result) = {
+            let current = self.served.load_full();
+            f(&mut inner, &current)
+            // `current` is released here, before publishing: otherwise the previous state
+            // would be freed on this path (before READY=1), not on a blocking thread.
+        };
         if let Some(next) = next {
             inner.generation += 1;
             self.publish(next, inner.generation);
