@@ -23,8 +23,6 @@ pub enum ReloadError {
     Load(#[from] LoadError),
     #[error("load task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    #[error("the service is stopping")]
-    Stopping,
 }
 
 /// Why the service could not start.
@@ -104,7 +102,7 @@ impl HasExit for ReloadError {
     fn exit(&self) -> Exit {
         match self {
             ReloadError::Load(e) => e.exit(),
-            ReloadError::Task(_) | ReloadError::Stopping => Exit::Failure,
+            ReloadError::Task(_) => Exit::Failure,
         }
     }
 }

@@ -14,7 +14,6 @@ mod reload;
 mod run;
 mod sync;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
@@ -55,11 +54,3 @@ pub struct Service {
     loads_published: AtomicU64,
     started: Instant,
 }
-
-impl Service {
-    pub fn view(&self) -> &View {
-        &self.view
-    }
-}
-
-pub type SharedService = Arc<Service>;
