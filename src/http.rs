@@ -158,15 +158,20 @@ fn handle<B>(req: &Request<B>, view: &View) -> Response<Full<Bytes>> {
             Err(e) => error(view, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
         Route::Healthz => respond(view, StatusCode::OK, TEXT, b"ok\n".to_vec()),
-        Route::Readyz if view.ready() => respond(view, StatusCode::OK, TEXT, b"ready\n".to_vec()),
-        Route::Readyz => respond(
-            view,
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
-            b"not ready\n".to_vec(),
-        ),
+        Route::Readyz => match view.not_ready_reason() {
+            None => respond(view, StatusCode::OK, TEXT, b"ready\n".to_vec()),
+            Some(why) => respond(
+                view,
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("{why}\n").into_bytes(),
+            ),
+        },
         Route::Status => json(view, StatusCode::OK, &view.status_json()),
         Route::Resolve(domain, key) | Route::Explain(domain, key) => {
+            if let Some(why) = view.refusing() {
+                return error(view, StatusCode::SERVICE_UNAVAILABLE, &why);
+            }
             let Ok(domain) = domain.parse::<Domain>() else {
                 return error(
                     view,
@@ -310,6 +315,7 @@ mod tests {
             snapshot: Arc::new(snapshot),
             warnings: Vec::new(),
             demo: false,
+            unavailable: Vec::new(),
             generation: 1,
             loaded_at: std::time::SystemTime::now(),
         };

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub remote_fetches: IntCounterVec,
     pub remote_bytes: IntCounter,
+    pub remote_rejections: IntCounterVec,
+    pub manifest_expired: IntGaugeVec,
+    pub insecure_options: IntGaugeVec,
     pub otel_spans_dropped: IntCounter,
 }
 
@@ -148,6 +151,27 @@ impl Metrics {
                 "oneiric_remote_fetch_bytes_total",
                 "Bytes of remote manifests downloaded.",
             )?,
+            remote_rejections: IntCounterVec::new(
+                Opts::new(
+                    "oneiric_remote_rejections_total",
+                    "Fetched remote manifests refused, by reason (signature, rollback, invalid, transport).",
+                ),
+                &["reason"],
+            )?,
+            manifest_expired: IntGaugeVec::new(
+                Opts::new(
+                    "oneiric_manifest_expired",
+                    "1 while a served manifest is past its expires_at (or its maximum signature age).",
+                ),
+                &["origin"],
+            )?,
+            insecure_options: IntGaugeVec::new(
+                Opts::new(
+                    "oneiric_insecure_option",
+                    "1 for each explicitly set opt-out of a remote-manifest protection.",
+                ),
+                &["option"],
+            )?,
             otel_spans_dropped: IntCounter::new(
                 "oneiric_otel_spans_dropped_total",
                 "Spans not delivered to the OpenTelemetry collector (failed exports).",
@@ -171,6 +195,9 @@ impl Metrics {
             Box::new(m.http_requests.clone()),
             Box::new(m.remote_fetches.clone()),
             Box::new(m.remote_bytes.clone()),
+            Box::new(m.remote_rejections.clone()),
+            Box::new(m.manifest_expired.clone()),
+            Box::new(m.insecure_options.clone()),
             Box::new(m.otel_spans_dropped.clone()),
         ] {
             m.registry.register(c)?;
@@ -193,6 +220,9 @@ impl Metrics {
             "breaker_open",
         ] {
             m.remote_fetches.with_label_values(&[result]);
+        }
+        for r in crate::remote::Rejection::ALL {
+            m.remote_rejections.with_label_values(&[r.label()]);
         }
         for result in ["unchanged", "reloaded", "failure"] {
             m.refreshes.with_label_values(&[result]);

@@ -21,9 +21,50 @@ pub struct Served {
     pub snapshot: Arc<Snapshot>,
     pub warnings: Vec<String>,
     pub demo: bool,
+    /// Remote manifests with no copy yet (left out of the first load).
+    pub unavailable: Vec<crate::engine::Unavailable>,
     /// Strictly increasing: every published state has a number of its own.
     pub generation: u64,
     pub loaded_at: SystemTime,
+}
+
+impl Served {
+    /// Manifests past their freshness at `now` (Unix seconds): origin and when it ended.
+    pub fn expired(&self, now: i64) -> Vec<(&str, i64)> {
+        self.manifests
+            .iter()
+            .filter_map(|m| {
+                m.fresh_until
+                    .filter(|t| *t <= now)
+                    .map(|t| (m.origin.as_str(), t))
+            })
+            .collect()
+    }
+
+    /// One line naming every expired manifest, or `None` when all are fresh.
+    pub fn expired_line(&self, now: i64) -> Option<String> {
+        let expired = self.expired(now);
+        if expired.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = expired
+            .iter()
+            .map(|(o, t)| {
+                let at = time::OffsetDateTime::from_unix_timestamp(*t)
+                    .map(crate::text::fmt_time)
+                    .unwrap_or_else(|_| t.to_string());
+                format!("{} expired at {at}", crate::text::redact_url(o))
+            })
+            .collect();
+        Some(format!(
+            "manifest EXPIRED, not refreshed: {}",
+            list.join(", ")
+        ))
+    }
+}
+
+pub fn unix_now_i64() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// The outcome of the latest reload or refresh, for `STATUS=`, `/v1/status` and `reload`.
@@ -76,8 +117,55 @@ impl View {
         self.served.load_full()
     }
 
+    /// Started and not stopping (the first load succeeded).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Why `/readyz` says not ready: still starting, or a served manifest expired.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.ready() {
+            return Some("not ready: starting or stopping".into());
+        }
+        let served = self.served();
+        if !served.unavailable.is_empty() {
+            return Some(format!(
+                "waiting for the first copy of a remote manifest: {}",
+                served
+                    .unavailable
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        served.expired_line(unix_now_i64())
+    }
+
+    /// Why resolution answers are refused right now: an expired manifest while
+    /// `remote.on_expired: refuse`.
+    pub fn refusing(&self) -> Option<String> {
+        let served = self.served();
+        if served.settings.settings.remote.on_expired != crate::config::OnExpired::Refuse {
+            return None;
+        }
+        served
+            .expired_line(unix_now_i64())
+            .map(|l| format!("{l} (remote.on_expired: refuse)"))
+    }
+
+    /// Sets `oneiric_manifest_expired` for every served manifest; returns the expired line.
+    pub fn observe_expiry(&self) -> Option<String> {
+        let served = self.served();
+        let now = unix_now_i64();
+        for m in &served.manifests {
+            let expired = m.fresh_until.is_some_and(|t| t <= now);
+            self.metrics
+                .manifest_expired
+                .with_label_values(&[&m.origin])
+                .set(i64::from(expired));
+        }
+        served.expired_line(now)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -101,8 +189,22 @@ impl View {
         );
         for m in &served.manifests {
             if let Some(age) = m.cached_age_seconds {
-                line.push_str(&format!("; {} from cache, {age} s old", m.origin));
+                line.push_str(&format!(
+                    "; {} from cache, {age} s old",
+                    crate::text::redact_url(&m.origin)
+                ));
             }
+        }
+        for u in &served.unavailable {
+            line.push_str(&format!("; NOT YET FETCHED: {u}"));
+        }
+        if let Some(expired) = served.expired_line(unix_now_i64()) {
+            line.push_str("; ");
+            line.push_str(&expired);
+        }
+        let insecure = served.settings.settings.remote.insecure_options();
+        if !insecure.is_empty() {
+            line.push_str(&format!("; INSECURE: {}", insecure.join(", ")));
         }
         match self.last_reload().as_deref() {
             Some(l) if l.ok => line.push_str(&format!("; last {}: ok", l.trigger)),
@@ -122,9 +224,12 @@ impl View {
                 serde_json::json!({"candidates": cands, "keys": keys}),
             );
         }
+        let not_ready = self.not_ready_reason();
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "ready": self.ready(),
+            "ready": not_ready.is_none(),
+            "not_ready_reason": not_ready,
+            "insecure_options": served.settings.settings.remote.insecure_options(),
             "generation": served.generation,
             "loaded_at_unix": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "candidates": served.snapshot.candidate_count(),
@@ -132,6 +237,7 @@ impl View {
             "domains": domains,
             "manifests": served.manifests,
             "warnings": served.warnings,
+            "unavailable": served.unavailable,
             "demo": served.demo,
             "last_reload": self.last_reload().as_deref(),
             "status": self.status_line(),

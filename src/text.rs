@@ -21,9 +21,37 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A URL with the password of its userinfo replaced (`https://user:***@host/...`), for logs,
+/// status and errors: a URL with credentials must not be printed as given.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let user = userinfo.split(':').next().unwrap_or("");
+    format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(redact_url("https://h/x"), "https://h/x");
+        assert_eq!(
+            redact_url("https://u:secret@h:8/p?q=1"),
+            "https://u:***@h:8/p?q=1"
+        );
+        assert_eq!(redact_url("http://tok@h/"), "http://tok:***@h/");
+        assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
+    }
 
     #[test]
     fn chain_lists_causes() {

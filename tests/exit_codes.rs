@@ -47,9 +47,24 @@ fn break_it(sb: &Sandbox, case: usize) {
     }
 }
 
+/// A good sandbox: its manifest signed with key5, which it trusts (with trusted keys set, an
+/// unsigned manifest would itself be a signature failure).
 fn sandbox() -> Sandbox {
     let mut sb = Sandbox::new();
-    sb.write("etc/manifest.yaml", GOOD);
+    let src = sb.write("good.yaml", GOOD);
+    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/signatures/key5.seed");
+    let out = sb.path("etc/manifest.yaml");
+    let o = sb.run(&[
+        "manifest",
+        "sign",
+        src.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     sb.env
         .push(("ONEIRIC_TRUSTED_PUBLIC_KEYS".into(), KEY5.into()));
     sb
@@ -68,12 +83,20 @@ fn each_failure_has_one_code_on_every_path() {
         let o = sb.run(&["check"]);
         assert_eq!(code(&o), want, "check, {what}: {}", stderr(&o));
 
-        // The service's start.
-        let o = run_with_timeout(
-            sb.cmd(&["orchestrate", "--http-port", "0"]),
-            Duration::from_secs(60),
-        );
-        assert_eq!(code(&o), want, "orchestrate, {what}: {}", stderr(&o));
+        // The service's start. A remote manifest never fetched is the one exception: the
+        // service starts without it (it is what fetches), and is not ready until it has it.
+        if case == 3 {
+            let svc = Service::start(&sb, None, None, &[]);
+            let (status, body) = http(svc.port, "GET", "/readyz");
+            assert_eq!(status, 503, "orchestrate, {what}: {body}");
+            assert!(body.contains("no cached copy"), "{body}");
+        } else {
+            let o = run_with_timeout(
+                sb.cmd(&["orchestrate", "--http-port", "0"]),
+                Duration::from_secs(60),
+            );
+            assert_eq!(code(&o), want, "orchestrate, {what}: {}", stderr(&o));
+        }
 
         // Over the control socket: a good start, then the input breaks and `reload` fails.
         let sb = sandbox();

@@ -236,10 +236,17 @@ fn https_fetch_304_retries_signature_expiry_limits_and_cache() {
     assert!(metric(svc.port, "oneiric_remote_fetches_total{result=\"failed\"}") >= 1.0);
     drop(svc);
 
-    // Server down at start, no cache: the service refuses to start and says why.
+    // Server down at start, no cache: the service starts without it (so that it can fetch
+    // once the origin answers), is not ready, and says why; `check` fails on it.
     std::fs::remove_dir_all(sb.path("cache")).unwrap();
     std::fs::create_dir_all(sb.path("cache")).unwrap();
-    let o = sb.run(&["orchestrate", "--http-port", &free_port().to_string()]);
+    let svc = Service::start(&sb, None, None, &[]);
+    let (status, body) = http(svc.port, "GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no cached copy"), "{body}");
+    assert_eq!(provider(svc.port), None);
+    drop(svc);
+    let o = sb.run(&["check"]);
     assert_ne!(code(&o), 0);
     assert!(stderr(&o).contains("no cached copy"), "{}", stderr(&o));
 }

@@ -41,14 +41,13 @@ pub fn signing_key() -> SigningKey {
 pub const SIGNED_AT: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
 pub fn policy() -> TrustPolicy {
-    TrustPolicy {
-        trusted: vec![signing_key().verifying_key()],
-        threshold: 1,
-        required: true,
-        max_age_seconds: None,
-        require_expiry: false,
-        now: OffsetDateTime::now_utc(),
-    }
+    let mut p = TrustPolicy::new(
+        vec![signing_key().verifying_key()],
+        1,
+        OffsetDateTime::now_utc(),
+    );
+    p.required = true;
+    p
 }
 
 /// `(domain, key)` of entry `i`: keys spread over the six domains, `PROVIDERS_PER_KEY`

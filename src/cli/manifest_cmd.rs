@@ -27,6 +27,10 @@ pub enum ManifestCommand {
         /// Add to `signatures` (threshold signing) instead of replacing `signature`
         #[arg(long)]
         append: bool,
+        /// Set `serial` (covered by the signature) to N; hosts refuse anything older than the
+        /// highest serial they accepted. `next`: one more than the file's current serial
+        #[arg(long, value_name = "N|next", conflicts_with = "append")]
+        serial: Option<SerialArg>,
         /// Write here instead of stdout (YAML when the name ends in .yaml/.yml)
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -77,6 +81,43 @@ fn write_out(output: Option<&Path>, text: &str) -> Result<(), CliError> {
     }
 }
 
+/// `--serial N` or `--serial next`.
+#[derive(Debug, Clone, Copy)]
+pub enum SerialArg {
+    Set(u64),
+    Next,
+}
+
+impl std::str::FromStr for SerialArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "next" {
+            return Ok(SerialArg::Next);
+        }
+        s.parse()
+            .map(SerialArg::Set)
+            .map_err(|_| format!("`{s}` is neither a serial number (0..2^64) nor `next`"))
+    }
+}
+
+fn set_serial(doc: &mut serde_json::Value, serial: SerialArg) -> Result<(), CliError> {
+    let current = doc.get("serial").and_then(serde_json::Value::as_u64);
+    let n = match serial {
+        SerialArg::Set(n) => n,
+        SerialArg::Next => match current {
+            Some(c) => c.checked_add(1).ok_or_else(|| {
+                CliError::new(Exit::InvalidConfig, "serial is at its maximum (2^64 - 1)")
+            })?,
+            None => 1,
+        },
+    };
+    let map = doc
+        .as_object_mut()
+        .ok_or_else(|| CliError::new(Exit::InvalidConfig, "manifest is not a mapping"))?;
+    map.insert("serial".into(), serde_json::Value::from(n));
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
     match cmd {
         ManifestCommand::Sign {
@@ -85,9 +126,13 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
             key_id,
             expires_in,
             append,
+            serial,
             output,
         } => {
             let mut doc = read_doc(&file)?;
+            if let Some(serial) = serial {
+                set_serial(&mut doc, serial)?;
+            }
             // Refuse to sign what would not load: a signature vouches for the content.
             manifest::from_document(&doc, &file.display().to_string())
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
@@ -148,7 +193,8 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
                 }
             };
             let mut policy = crate::engine::trust_policy_of(&remote)
-                .map_err(|e| CliError::new(Exit::Usage, format!("trusted key: {e}")))?;
+                .map_err(|e| CliError::new(Exit::Usage, format!("trusted key: {e}")))?
+                .local;
             if let Some(t) = threshold {
                 if t == 0 {
                     return Err(CliError::new(Exit::Usage, "--threshold must be at least 1"));

@@ -121,6 +121,11 @@ pub enum Command {
         /// Also check directories and run the active candidates' probes
         #[arg(long)]
         probe: bool,
+        /// The unit's pre-start check: what can be judged offline (settings, local and cached
+        /// manifests, directories). A remote manifest not fetched yet and a dependency's probe
+        /// that fails are warnings: the service fetches and probes, and reports them
+        #[arg(long, conflicts_with = "probe")]
+        pre_start: bool,
         /// Fail (exit 3) on warnings too: skipped entries, unsigned manifests, duplicates
         #[arg(long)]
         strict: bool,
@@ -184,8 +189,18 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         refresh_interval: Option<u64>,
     },
-    /// Show the cached remote manifests: age, ETag, last result
+    /// Show the cached remote manifests: age, ETag, last result, rollback mark
     RemoteStatus,
+    /// Forget the rollback high-water mark of a remote manifest, so that the next fetch accepts
+    /// an older (still validly signed) manifest from it. For a deliberate downgrade only
+    RemoteResetRollback {
+        /// The manifest URL whose mark is forgotten
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        url: Option<String>,
+        /// Forget every URL's mark (also the way out of a corrupt marks file)
+        #[arg(long)]
+        all: bool,
+    },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
     /// Write man pages (oneiric.1 and one per subcommand) into a directory
@@ -309,7 +324,11 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
             key,
             shadowed,
         } => inspect::status(ctx, domain, key.as_deref(), shadowed),
-        Command::Health { probe, strict } => service::health(ctx, probe, strict),
+        Command::Health {
+            probe,
+            pre_start,
+            strict,
+        } => service::health(ctx, probe, pre_start, strict),
         Command::Check { strict } => service::check(ctx, strict),
         Command::Swap {
             domain,
@@ -339,6 +358,9 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
             refresh_interval,
         } => remote::sync(ctx, watch, refresh_interval),
         Command::RemoteStatus => remote::status(ctx),
+        Command::RemoteResetRollback { url, all } => {
+            remote::reset_rollback(ctx, url.as_deref(), all)
+        }
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { out_dir } => docs::man(&out_dir),
     }

@@ -39,9 +39,9 @@ pub fn sync(ctx: &Ctx, watch: bool, interval: Option<u64>) -> CliResult {
     let cache = engine::cache_dir(&req, &loaded);
     std::fs::create_dir_all(&cache)
         .map_err(|e| CliError::new(Exit::Failure, format!("{}: {e}", cache.display())))?;
-    let fetcher = remote::Fetcher::new(&loaded.settings.remote, &cache, &req.env)
+    let fetcher = remote::Fetcher::new(&loaded.settings.remote, &cache, &req.dirs.state, &req.env)
         .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
-    let policy = engine::trust_policy(&loaded)?;
+    let policy = engine::trust_policy(&loaded)?.remote;
     let every = Duration::from_secs(
         interval
             .unwrap_or(loaded.settings.remote.refresh_interval)
@@ -56,7 +56,8 @@ pub fn sync(ctx: &Ctx, watch: bool, interval: Option<u64>) -> CliResult {
                 let exit = match &o {
                     SyncOutcome::Updated { .. } | SyncOutcome::NotModified => Exit::Ok,
                     SyncOutcome::Rejected {
-                        signature: true, ..
+                        kind: remote::Rejection::Signature | remote::Rejection::Rollback,
+                        ..
                     } => Exit::VerifyFailed,
                     SyncOutcome::Rejected { .. } => Exit::InvalidConfig,
                     _ => Exit::Failure,
@@ -94,6 +95,7 @@ pub fn status(ctx: &Ctx) -> CliResult {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let marks = remote::highwater::HighWater::load(&req.dirs.state);
     let mut rows = Vec::new();
     let mut data = Vec::new();
     for url in &urls {
@@ -102,7 +104,8 @@ pub fn status(ctx: &Ctx) -> CliResult {
         let cached = paths.manifest.exists();
         let age = meta
             .as_ref()
-            .map(|m| now.saturating_sub(m.verified_at.max(m.fetched_at)));
+            .map(|m| now.saturating_sub(m.fetched_at.max(m.not_modified_at)));
+        let mark = marks.as_ref().ok().and_then(|hw| hw.sources.get(url));
         rows.push(vec![
             url.clone(),
             if cached { "yes".into() } else { "no".into() },
@@ -110,6 +113,7 @@ pub fn status(ctx: &Ctx) -> CliResult {
             meta.as_ref()
                 .and_then(|m| m.etag.clone())
                 .unwrap_or_else(|| "-".into()),
+            mark.map(describe_mark).unwrap_or_else(|| "-".into()),
             meta.as_ref()
                 .and_then(|m| m.last_error.clone())
                 .unwrap_or_else(|| "ok".into()),
@@ -120,10 +124,82 @@ pub fn status(ctx: &Ctx) -> CliResult {
             "cache_file": paths.manifest,
             "age_seconds": age,
             "meta": meta,
+            "rollback_mark": mark,
         }));
     }
     ctx.print(&data, || {
-        table::render(&["URL", "CACHED", "AGE", "ETAG", "LAST RESULT"], &rows)
+        let mut out = table::render(
+            &[
+                "URL",
+                "CACHED",
+                "AGE",
+                "ETAG",
+                "NEWEST ACCEPTED",
+                "LAST RESULT",
+            ],
+            &rows,
+        );
+        if let Err(e) = &marks {
+            out.push_str(&format!("warning: {e}\n"));
+        }
+        out
+    });
+    Ok(Exit::Ok)
+}
+
+fn describe_mark(m: &remote::highwater::Mark) -> String {
+    let at = m
+        .signed_at
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map(crate::text::fmt_time)
+        .unwrap_or_else(|| "-".into());
+    match m.serial {
+        Some(n) => format!("serial {n}, {at}"),
+        None => at,
+    }
+}
+
+/// `oneiric remote-reset-rollback`: the deliberate way back to an older manifest.
+pub fn reset_rollback(ctx: &Ctx, url: Option<&str>, all: bool) -> CliResult {
+    use remote::highwater::HighWater;
+    let req = ctx.request(Overrides::default());
+    let state = &req.dirs.state;
+    let mut marks = if all {
+        HighWater::default()
+    } else {
+        HighWater::load(state).map_err(|e| CliError::new(Exit::Failure, e.to_string()))?
+    };
+    let message = match (url, all) {
+        (_, true) => "forgot every rollback mark: the next fetch of each URL accepts any validly signed manifest, older ones included".to_string(),
+        (Some(u), false) => match marks.sources.remove(u) {
+            Some(m) => format!(
+                "forgot the rollback mark of {} ({}): its next fetch accepts any validly signed manifest, older ones included",
+                crate::text::redact_url(u),
+                describe_mark(&m)
+            ),
+            None => {
+                return Err(CliError::new(
+                    Exit::Usage,
+                    format!(
+                        "no rollback mark for {} (marks: {})",
+                        crate::text::redact_url(u),
+                        if marks.sources.is_empty() {
+                            "none".to_string()
+                        } else {
+                            marks.sources.keys().map(|k| crate::text::redact_url(k)).collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                ));
+            }
+        },
+        (None, false) => return Err(CliError::new(Exit::Usage, "give a URL or --all")),
+    };
+    marks
+        .save(state)
+        .map_err(|e| CliError::new(Exit::Failure, e.to_string()))?;
+    tracing::warn!(oneiric_event = "rollback_reset", "{message}");
+    ctx.print(&json!({"reset": true, "message": message}), || {
+        format!("{message}\n")
     });
     Ok(Exit::Ok)
 }

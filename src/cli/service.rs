@@ -182,16 +182,28 @@ pub fn check(ctx: &Ctx, strict: bool) -> CliResult {
     Report::new(summary_lines(&world), strict).finish(ctx, strict, Exit::InvalidConfig)
 }
 
-pub fn health(ctx: &Ctx, probe: bool, strict: bool) -> CliResult {
-    let world = match engine::load(
-        &ctx.request(Overrides::default()),
-        &super::inspect::read_status(ctx).pins(),
-    ) {
+/// `health`; with `pre_start` (the unit's ExecStartPre, or `--probe` run by systemd) nothing
+/// that only the running service can settle fails the start: the service is what fetches a
+/// first remote copy and what keeps probing a dependency, and it reports both itself.
+pub fn health(ctx: &Ctx, probe: bool, pre_start: bool, strict: bool) -> CliResult {
+    // `health --probe` as the guide's ExecStartPre= (systemd sets INVOCATION_ID for every
+    // process of a unit) behaves as the pre-start check; by hand it is the full check.
+    let pre_start =
+        pre_start || (probe && ctx.env.get("INVOCATION_ID").is_some() && !stdin_is_tty());
+    let req = ctx.request(Overrides::default());
+    let missing = if pre_start {
+        engine::MissingRemote::Skip
+    } else {
+        engine::MissingRemote::Fail
+    };
+    let world = match engine::settings(&req)
+        .and_then(|s| engine::load_with(&req, s, &super::inspect::read_status(ctx).pins(), missing))
+    {
         Ok(w) => w,
         Err(e) => return load_failed(ctx, e, strict),
     };
     let mut lines = summary_lines(&world);
-    if probe {
+    if probe || pre_start {
         for (name, dir) in [
             ("state directory", &ctx.dirs.state),
             ("cache directory", &ctx.dirs.cache),
@@ -201,6 +213,8 @@ pub fn health(ctx: &Ctx, probe: bool, strict: bool) -> CliResult {
                 Err(e) => CheckLine::new(Level::Fail, name, e),
             });
         }
+    }
+    if probe && !pre_start {
         let timeout = Duration::from_secs_f64(world.settings.settings.lifecycle.health_timeout);
         let snap = &world.snapshot;
         let checks: Vec<_> = Domain::ALL
@@ -240,6 +254,11 @@ pub fn health(ctx: &Ctx, probe: bool, strict: bool) -> CliResult {
         }
     }
     Report::new(lines, strict).finish(ctx, strict, Exit::Unhealthy)
+}
+
+fn stdin_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
 }
 
 pub fn reload(ctx: &Ctx, timeout: u64) -> CliResult {

@@ -162,6 +162,9 @@ impl Settings {
         if r.refresh_interval == 0 {
             return Err("remote.refresh_interval: must be at least 1 second".into());
         }
+        if r.max_clock_skew_seconds > 86_400 {
+            return Err("remote.max_clock_skew_seconds: must be at most 86400 (one day)".into());
+        }
         for key in &r.trusted_public_keys {
             crate::manifest::signature::parse_public_key(key)
                 .map_err(|e| format!("remote.trusted_public_keys: {e}"))?;
@@ -299,6 +302,49 @@ pub struct RemoteSettings {
     pub max_body_bytes: u64,
     /// Extra CA certificate (PEM) trusted for remote fetches, besides the system store.
     pub ca_file: Option<PathBuf>,
+    /// `signed_at` may lie at most this far in the future (clock skew between signer and host).
+    pub max_clock_skew_seconds: u64,
+    /// What resolution answers do while a served remote manifest is expired.
+    pub on_expired: OnExpired,
+    /// Opt-out: accept manifests without a valid signature although trusted keys are set.
+    pub insecure_accept_unsigned: bool,
+    /// Opt-out: accept URL manifests when no trusted keys are configured (nothing verified).
+    pub insecure_unverified_urls: bool,
+    /// Opt-out: accept URL manifests without `expires_at` (no protection against a freeze).
+    pub insecure_no_expiry: bool,
+}
+
+/// While a served remote manifest is past its `expires_at` (or its maximum signature age), the
+/// service reports not ready either way; this decides whether it keeps answering from it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpired {
+    /// Keep answering from the last good state (apt keeps installed packages when a
+    /// repository's `Valid-Until` passes): clients keep working, monitoring sees not-ready.
+    #[default]
+    KeepServing,
+    /// Answer `/v1/resolve` and `/v1/explain` with 503 until a fresh manifest arrives.
+    Refuse,
+}
+
+impl RemoteSettings {
+    /// The explicitly named protections switched off, for warnings, `STATUS=` and metrics.
+    pub fn insecure_options(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.insecure_accept_unsigned {
+            out.push("remote.insecure_accept_unsigned");
+        }
+        if self.insecure_unverified_urls {
+            out.push("remote.insecure_unverified_urls");
+        }
+        if self.insecure_no_expiry {
+            out.push("remote.insecure_no_expiry");
+        }
+        if !self.verify_tls {
+            out.push("remote.verify_tls=false");
+        }
+        out
+    }
 }
 
 impl Default for RemoteSettings {
@@ -328,6 +374,11 @@ impl Default for RemoteSettings {
             timeout_seconds: 10.0,
             max_body_bytes: crate::manifest::MAX_MANIFEST_BYTES,
             ca_file: None,
+            max_clock_skew_seconds: 300,
+            on_expired: OnExpired::KeepServing,
+            insecure_accept_unsigned: false,
+            insecure_unverified_urls: false,
+            insecure_no_expiry: false,
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Next {
     pub snapshot: Arc<Snapshot>,
     pub warnings: Vec<String>,
     pub demo: bool,
+    pub unavailable: Vec<crate::engine::Unavailable>,
 }
 
 impl Next {
@@ -63,6 +64,7 @@ impl Next {
             ),
             warnings: current.warnings.clone(),
             demo: current.demo,
+            unavailable: current.unavailable.clone(),
         }
     }
 }
@@ -75,6 +77,7 @@ impl From<World> for Next {
             snapshot: Arc::new(w.snapshot),
             warnings: w.warnings,
             demo: w.demo,
+            unavailable: w.unavailable,
         }
     }
 }
@@ -112,6 +115,7 @@ impl StateOwner {
             snapshot: initial.snapshot,
             warnings: initial.warnings,
             demo: initial.demo,
+            unavailable: initial.unavailable,
             generation: 0,
             loaded_at: SystemTime::now(),
         };
@@ -171,6 +175,22 @@ impl StateOwner {
         let skipped: usize = next.manifests.iter().map(|m| m.skipped.len()).sum();
         self.metrics
             .observe_snapshot(&next.snapshot, loaded, skipped);
+        // Series of manifests and options that are gone must not linger at their last value.
+        self.metrics.manifest_expired.reset();
+        let now = crate::served::unix_now_i64();
+        for m in &next.manifests {
+            self.metrics
+                .manifest_expired
+                .with_label_values(&[&m.origin])
+                .set(i64::from(m.fresh_until.is_some_and(|t| t <= now)));
+        }
+        self.metrics.insecure_options.reset();
+        for opt in next.settings.settings.remote.insecure_options() {
+            self.metrics
+                .insecure_options
+                .with_label_values(&[opt])
+                .set(1);
+        }
         for m in &next.manifests {
             if let Some(age) = m.cached_age_seconds {
                 self.metrics
@@ -185,6 +205,7 @@ impl StateOwner {
             snapshot: next.snapshot,
             warnings: next.warnings,
             demo: next.demo,
+            unavailable: next.unavailable,
             generation,
             loaded_at: SystemTime::now(),
         }));

@@ -59,7 +59,8 @@ impl Service {
             let stale_before = served
                 .manifests
                 .iter()
-                .any(|m| &m.origin == url && m.cached_age_seconds.is_some());
+                .any(|m| &m.origin == url && m.cached_age_seconds.is_some())
+                || served.unavailable.iter().any(|u| &u.origin == url);
             matches!(o, SyncOutcome::Updated { .. }) || stale_now != stale_before
         });
         let metrics = self.owner.metrics();
@@ -200,8 +201,17 @@ impl Service {
         }
         let (pins, pins_version) = self.owner.pins().await;
         let req = self.req.clone();
+        // The first load goes on without a remote manifest that was never fetched (first
+        // boot, origin down): the service runs, fetches on its refresh timer and says it is
+        // not ready. Later loads fail instead, keeping what they serve.
+        let missing = if trigger == Trigger::Startup {
+            engine::MissingRemote::Skip
+        } else {
+            engine::MissingRemote::Fail
+        };
         let world =
-            tokio::task::spawn_blocking(move || engine::load_with(&req, settings, &pins)).await??;
+            tokio::task::spawn_blocking(move || engine::load_with(&req, settings, &pins, missing))
+                .await??;
         for w in &world.warnings {
             tracing::warn!(oneiric_event = "load_warning", "{w}");
         }

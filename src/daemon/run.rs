@@ -202,6 +202,7 @@ async fn serve_inner(
         snapshot: Arc::new(Snapshot::default()),
         warnings: Vec::new(),
         demo: false,
+        unavailable: Vec::new(),
     };
     let owner = StateOwner::new(
         dirs.state.clone(),
@@ -296,6 +297,7 @@ async fn serve_inner(
             .unwrap_or(Duration::from_secs(86_400 * 365)),
     );
     let mut last_fingerprint = service.fingerprint();
+    let mut last_expired = view.observe_expiry();
     let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::pin!(shutdown);
 
@@ -307,6 +309,17 @@ async fn serve_inner(
                 tokio::spawn(async move { let _ = s.reload(Trigger::Sighup, None).await; });
             }
             _ = refresh_timer.tick() => {
+                // Freshness is re-judged on the timer, not only at load: with the origin down
+                // nothing would reload, and an expired manifest must stop looking ready.
+                let expired = view.observe_expiry();
+                if expired != last_expired {
+                    match &expired {
+                        Some(line) => tracing::error!(oneiric_event = "manifest_expired", "{line}; /readyz reports not ready until a fresh manifest arrives"),
+                        None => tracing::info!(oneiric_event = "manifest_fresh", "every served manifest is fresh again"),
+                    }
+                    notify::status(&view.status_line());
+                    last_expired = expired;
+                }
                 let current = service.fingerprint();
                 let local_changed = current != last_fingerprint;
                 last_fingerprint = current;

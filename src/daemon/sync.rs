@@ -25,7 +25,7 @@ impl RemoteSync {
             return Some(Arc::clone(f));
         }
         let cache = engine::cache_dir(req, settings);
-        match Fetcher::new(&settings.settings.remote, &cache, &req.env) {
+        match Fetcher::new(&settings.settings.remote, &cache, &req.dirs.state, &req.env) {
             Ok(f) => {
                 let f = Arc::new(f);
                 self.fetcher = Some((settings.settings.remote.clone(), Arc::clone(&f)));
@@ -53,7 +53,7 @@ impl RemoteSync {
             return Vec::new();
         };
         let policy = match engine::trust_policy(settings) {
-            Ok(p) => p,
+            Ok(p) => p.remote,
             Err(e) => {
                 tracing::error!(oneiric_event = "remote_setup_failed", "{e}");
                 return Vec::new();
@@ -99,19 +99,24 @@ async fn fetch_one(
             span.record("bytes", *bytes);
             metrics.remote_bytes.inc_by(*bytes);
         }
-        SyncOutcome::Rejected {
-            signature: true, ..
-        } => metrics.signature_failures.inc(),
-        SyncOutcome::NotModified
-        | SyncOutcome::Rejected { .. }
-        | SyncOutcome::Failed { .. }
-        | SyncOutcome::BreakerOpen { .. } => {}
+        SyncOutcome::Rejected { kind, .. } => {
+            metrics
+                .remote_rejections
+                .with_label_values(&[kind.label()])
+                .inc();
+            if *kind == crate::remote::Rejection::Signature {
+                metrics.signature_failures.inc();
+            }
+        }
+        SyncOutcome::NotModified | SyncOutcome::Failed { .. } | SyncOutcome::BreakerOpen { .. } => {
+        }
     }
     match &outcome {
         SyncOutcome::Updated { .. } | SyncOutcome::NotModified => tracing::info!(
             oneiric_event = "remote_fetch",
             result = outcome.label(),
-            "{url}: {}",
+            "{}: {}",
+            crate::text::redact_url(url),
             outcome.describe()
         ),
         SyncOutcome::Rejected { .. }
@@ -120,7 +125,8 @@ async fn fetch_one(
             tracing::warn!(
                 oneiric_event = "remote_fetch",
                 result = outcome.label(),
-                "{url}: {}",
+                "{}: {}",
+                crate::text::redact_url(url),
                 outcome.describe()
             )
         }

@@ -144,6 +144,51 @@ pub struct ManifestReport {
     pub signature: Verdict,
     /// Set when a remote manifest was served from the cache; its age in seconds.
     pub cached_age_seconds: Option<u64>,
+    /// Fetched from a URL (through the cache), as opposed to a file of this host.
+    pub remote: bool,
+    pub serial: Option<u64>,
+    /// RFC 3339, as signed.
+    pub signed_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// When this manifest stops being fresh (Unix seconds): `expires_at`, or `signed_at` plus
+    /// `remote.signature_max_age_seconds`, whichever comes first. The service re-checks it on
+    /// its own timer (`served::Served::expired`).
+    pub fresh_until: Option<i64>,
+}
+
+impl ManifestReport {
+    fn new(
+        m: &Manifest,
+        signature: Verdict,
+        cached_age_seconds: Option<u64>,
+        remote: bool,
+        max_age: Option<u64>,
+    ) -> Self {
+        let h = &m.header;
+        let by_age = h.signed_at.zip(max_age).map(|(s, a)| {
+            s.unix_timestamp()
+                .saturating_add(a.min(i64::MAX as u64) as i64)
+        });
+        let by_expiry = h.expires_at.map(|e| e.unix_timestamp());
+        let fresh_until = match (by_age, by_expiry) {
+            (Some(a), Some(e)) => Some(a.min(e)),
+            (a, e) => a.or(e),
+        };
+        ManifestReport {
+            origin: m.origin.clone(),
+            source: m.source.clone(),
+            loaded: m.entries.len(),
+            skipped: m.skipped.clone(),
+            warnings: m.warnings.clone(),
+            signature,
+            cached_age_seconds,
+            remote,
+            serial: h.serial,
+            signed_at: h.signed_at.map(crate::text::fmt_time),
+            expires_at: h.expires_at.map(crate::text::fmt_time),
+            fresh_until,
+        }
+    }
 }
 
 /// Everything loaded, ready to serve.
@@ -154,6 +199,37 @@ pub struct World {
     pub snapshot: Snapshot,
     pub warnings: Vec<String>,
     pub demo: bool,
+    /// Remote manifests left out because no copy was ever fetched ([`MissingRemote::Skip`]).
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// A remote manifest left out of a load, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Unavailable {
+    pub origin: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            crate::text::redact_url(&self.origin),
+            self.message
+        )
+    }
+}
+
+/// What a load does with a URL manifest that has no cached copy yet (first boot, or the cache
+/// was removed) and could not be fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingRemote {
+    /// The load fails: a reload keeps serving what it had, `check` reports it.
+    Fail,
+    /// The load goes on without it and says so: the service's first load (which keeps
+    /// fetching and reports not ready until a copy arrives) and the pre-start check.
+    Skip,
 }
 
 /// Applies command-line overrides on top of loaded settings, re-validating.
@@ -186,7 +262,7 @@ pub fn apply_overrides(loaded: &mut LoadedSettings, o: &Overrides) -> Result<(),
 
 /// The trust policy of a load: the one place settings become a [`TrustPolicy`] (the loader,
 /// the service's fetcher and `remote-sync` all judge signatures by it).
-pub fn trust_policy(loaded: &LoadedSettings) -> Result<TrustPolicy, ConfigError> {
+pub fn trust_policy(loaded: &LoadedSettings) -> Result<Trust, ConfigError> {
     let origin = loaded
         .files
         .first()
@@ -198,23 +274,51 @@ pub fn trust_policy(loaded: &LoadedSettings) -> Result<TrustPolicy, ConfigError>
     })
 }
 
+/// The two policies of one settings generation: files on this host, and manifests fetched
+/// from a URL (which an attacker on the network may answer for).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub local: TrustPolicy,
+    pub remote: TrustPolicy,
+}
+
 /// [`trust_policy`] for remote settings given directly (`manifest verify --trusted-key`).
+///
+/// Secure by default: once trusted keys are configured, every manifest must carry enough
+/// valid signatures (opt-out: `remote.insecure_accept_unsigned`); a URL manifest must be
+/// signed by a trusted key even when none are configured (opt-out:
+/// `remote.insecure_unverified_urls`) and must carry `expires_at` (opt-out:
+/// `remote.insecure_no_expiry`).
 pub fn trust_policy_of(
     r: &config::RemoteSettings,
-) -> Result<TrustPolicy, crate::manifest::signature::KeyError> {
+) -> Result<Trust, crate::manifest::signature::KeyError> {
     let trusted = r
         .trusted_public_keys
         .iter()
         .map(|k| crate::manifest::signature::parse_public_key(k))
-        .collect::<Result<_, _>>()?;
-    Ok(TrustPolicy {
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut local = TrustPolicy::new(
         trusted,
-        threshold: r.signature_threshold.max(1),
-        required: r.signature_required,
-        max_age_seconds: r.signature_max_age_seconds,
-        require_expiry: r.signature_require_expiry,
-        now: time::OffsetDateTime::now_utc(),
-    })
+        r.signature_threshold,
+        time::OffsetDateTime::now_utc(),
+    );
+    let keys = !local.trusted.is_empty();
+    local.required = r.signature_required || (keys && !r.insecure_accept_unsigned);
+    local.opt_out = if keys {
+        "remote.insecure_accept_unsigned: true"
+    } else {
+        ""
+    };
+    local.max_age_seconds = r.signature_max_age_seconds;
+    local.require_expiry = r.signature_require_expiry;
+    local.max_skew_seconds = r.max_clock_skew_seconds;
+    let mut remote = local.clone();
+    if !keys {
+        remote.required = r.signature_required || !r.insecure_unverified_urls;
+        remote.opt_out = "remote.insecure_unverified_urls: true";
+    }
+    remote.require_expiry = r.signature_require_expiry || !r.insecure_no_expiry;
+    Ok(Trust { local, remote })
 }
 
 /// Reads manifest text from a file: size-limited and UTF-8 checked.
@@ -235,7 +339,7 @@ pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
 /// Loads settings and every manifest, checks signatures, and builds the snapshot with the
 /// given operator pins. Any error leaves nothing half-built: the caller keeps what it had.
 pub fn load(req: &LoadRequest, pins: &Pins) -> Result<World, LoadError> {
-    load_with(req, settings(req)?, pins)
+    load_with(req, settings(req)?, pins, MissingRemote::Fail)
 }
 
 /// The settings of a load: the layers, then the command-line overrides, validated.
@@ -250,10 +354,16 @@ pub fn load_with(
     req: &LoadRequest,
     loaded: LoadedSettings,
     pins: &Pins,
+    missing: MissingRemote,
 ) -> Result<World, LoadError> {
     let mut warnings = loaded.warnings.clone();
 
-    let policy = trust_policy(&loaded)?;
+    let trust = trust_policy(&loaded)?;
+    for opt in loaded.settings.remote.insecure_options() {
+        warnings.push(format!(
+            "INSECURE: {opt} is set: a protection of remote manifests is off (README \"Remote manifests\")"
+        ));
+    }
 
     // Sources in registration order, without duplicates (the unit passes the same file the
     // settings directory holds).
@@ -289,19 +399,37 @@ pub fn load_with(
 
     let mut manifests = Vec::new();
     let mut reports = Vec::new();
+    let mut unavailable = Vec::new();
     for source in &sources {
         let (m, verdict, cached_age) = match source {
             ManifestSource::Path(p) => {
                 let text = read_manifest(p)?;
                 let (m, verdict) =
-                    manifest::parse_verified(&text, &p.display().to_string(), &policy)?;
+                    manifest::parse_verified(&text, &p.display().to_string(), &trust.local)?;
                 (m, verdict, None)
             }
             // The network is never touched here: remote manifests come from the cache that
             // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
-            ManifestSource::Url(u) => {
-                crate::remote::load_cached(&cache_dir(req, &loaded), u, &policy)?
-            }
+            ManifestSource::Url(u) => match crate::remote::load_cached(
+                &cache_dir(req, &loaded),
+                &req.dirs.state,
+                u,
+                &trust.remote,
+            ) {
+                Ok(loaded) => loaded,
+                Err(crate::remote::CacheError::Unavailable { origin, message })
+                    if missing == MissingRemote::Skip
+                        && !crate::remote::cache_paths(&cache_dir(req, &loaded), u)
+                            .manifest
+                            .exists() =>
+                {
+                    let u = Unavailable { origin, message };
+                    warnings.push(format!("left out until a copy is fetched: {u}"));
+                    unavailable.push(u);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         if let Verdict::Invalid { reason } = &verdict {
             return Err(ManifestError::Signature {
@@ -313,15 +441,14 @@ pub fn load_with(
         if verdict == Verdict::Unsigned && !m.entries.is_empty() {
             warnings.push(format!("{}: manifest is unsigned", m.origin));
         }
-        reports.push(ManifestReport {
-            origin: m.origin.clone(),
-            source: m.source.clone(),
-            loaded: m.entries.len(),
-            skipped: m.skipped.clone(),
-            warnings: m.warnings.clone(),
-            signature: verdict,
-            cached_age_seconds: cached_age,
-        });
+        let remote = matches!(source, ManifestSource::Url(_));
+        reports.push(ManifestReport::new(
+            &m,
+            verdict,
+            cached_age,
+            remote,
+            loaded.settings.remote.signature_max_age_seconds,
+        ));
         manifests.push(m);
     }
 
@@ -331,15 +458,13 @@ pub fn load_with(
     let demo = loaded.builtin_defaults && sources.is_empty() && !has_local;
     if demo {
         let m = manifest::parse(DEMO_MANIFEST, "builtin:demo")?;
-        reports.push(ManifestReport {
-            origin: m.origin.clone(),
-            source: m.source.clone(),
-            loaded: m.entries.len(),
-            skipped: Vec::new(),
-            warnings: Vec::new(),
-            signature: Verdict::Unsigned,
-            cached_age_seconds: None,
-        });
+        reports.push(ManifestReport::new(
+            &m,
+            Verdict::Unsigned,
+            None,
+            false,
+            None,
+        ));
         manifests.push(m);
     }
 
@@ -351,6 +476,7 @@ pub fn load_with(
         snapshot,
         warnings,
         demo,
+        unavailable,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod canonical;
 pub mod node;
 mod raw;
 pub mod signature;
+mod yaml_scan;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -187,6 +188,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "signatures",
     "signed_at",
     "expires_at",
+    "serial",
     "version",
     "description",
 ];
@@ -459,9 +461,73 @@ pub struct Skipped {
 pub struct Manifest {
     pub origin: String,
     pub source: Option<String>,
+    pub header: Header,
     pub entries: Vec<Entry>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<String>,
+}
+
+/// What a manifest says about itself at the top level, for the rollback and freeze checks.
+/// Every field is covered by the signature (only the signature fields are not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// Increases with every release of the manifest (`oneiric manifest sign --serial`).
+    pub serial: Option<u64>,
+    pub signed_at: Option<time::OffsetDateTime>,
+    pub expires_at: Option<time::OffsetDateTime>,
+    /// SHA-256 (hex) over the signatures in document order. The same signed content gives the
+    /// same signatures (ed25519 signing is deterministic); other content gives others.
+    pub signature_digest: Option<String>,
+}
+
+impl Header {
+    fn from_tree(doc: &Node, warnings: &mut Vec<String>) -> Result<Self, String> {
+        let serial = match doc.get("serial") {
+            None | Some(Node::Null) => None,
+            Some(Node::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(_) => return Err("`serial` must be an integer from 0 to 2^64 - 1".into()),
+        };
+        let mut time = |field: &str| match doc.get(field) {
+            Some(Node::Str(s)) => match signature::parse_time(s) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    warnings.push(format!("{field}: {e} (ignored)"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let signed_at = time("signed_at");
+        let expires_at = time("expires_at");
+        let mut sigs: Vec<&str> = Vec::new();
+        if let Some(s) = doc.get("signature").and_then(Node::as_str) {
+            sigs.push(s);
+        }
+        if let Some(list) = doc.get("signatures").and_then(Node::as_seq) {
+            sigs.extend(
+                list.iter()
+                    .filter_map(|i| i.get("signature").and_then(Node::as_str)),
+            );
+        }
+        let signature_digest = (!sigs.is_empty()).then(|| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for s in sigs {
+                h.update(s.trim().as_bytes());
+                h.update(b"\n");
+            }
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        Ok(Header {
+            serial,
+            signed_at,
+            expires_at,
+            signature_digest,
+        })
+    }
 }
 
 impl Manifest {
@@ -535,6 +601,7 @@ pub fn from_tree(doc: &Node, origin: &str) -> Result<Manifest, ManifestError> {
         Some(Node::Str(s)) => Some(s.to_string()),
         Some(_) => return Err(structure("`source` must be a string".into())),
     };
+    let header = Header::from_tree(doc, &mut warnings).map_err(structure)?;
     let items = match doc.get("entries") {
         Some(Node::Seq(a)) => a.as_slice(),
         None | Some(Node::Null) => &[],
@@ -562,6 +629,7 @@ pub fn from_tree(doc: &Node, origin: &str) -> Result<Manifest, ManifestError> {
     Ok(Manifest {
         origin: origin.to_string(),
         source,
+        header,
         entries,
         skipped,
         warnings,
@@ -640,14 +708,8 @@ entries:
         signature::sign(&mut doc, &key, None, None, now, false).unwrap();
         let text = serde_json::to_string(&doc).unwrap();
         assert!(text.len() > PARALLEL_CHECK_BYTES);
-        let policy = TrustPolicy {
-            trusted: vec![key.verifying_key()],
-            threshold: 1,
-            required: true,
-            max_age_seconds: None,
-            require_expiry: false,
-            now,
-        };
+        let mut policy = TrustPolicy::new(vec![key.verifying_key()], 1, now);
+        policy.required = true;
         let (m, verdict) = parse_verified(&text, "big.json", &policy).unwrap();
         assert_eq!(m.entries.len(), 3000);
         assert!(

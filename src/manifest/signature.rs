@@ -93,12 +93,46 @@ fn abbreviate(s: &str) -> String {
 /// What a manifest must satisfy to be accepted.
 #[derive(Debug, Clone)]
 pub struct TrustPolicy {
+    /// Distinct keys: one key listed twice still counts once towards the threshold.
     pub trusted: Vec<VerifyingKey>,
     pub threshold: usize,
+    /// Unsigned manifests, and signed ones that cannot be checked (no trusted keys), are
+    /// refused.
     pub required: bool,
     pub max_age_seconds: Option<u64>,
     pub require_expiry: bool,
+    /// `signed_at` may be at most this many seconds in the future.
+    pub max_skew_seconds: u64,
+    /// Judge `expires_at`, the maximum age and the skew against `now`. Off for a copy that
+    /// was accepted earlier (the cache): its freshness is tracked by the service, which keeps
+    /// serving it, flagged, instead of refusing to start.
+    pub check_freshness: bool,
+    /// The setting that would accept what `required` refuses, named in the refusal.
+    pub opt_out: &'static str,
     pub now: OffsetDateTime,
+}
+
+impl TrustPolicy {
+    /// A policy over `trusted`, deduplicated (by key bytes, first occurrence kept).
+    pub fn new(trusted: Vec<VerifyingKey>, threshold: usize, now: OffsetDateTime) -> Self {
+        let mut distinct: Vec<VerifyingKey> = Vec::with_capacity(trusted.len());
+        for k in trusted {
+            if !distinct.iter().any(|d| d.as_bytes() == k.as_bytes()) {
+                distinct.push(k);
+            }
+        }
+        TrustPolicy {
+            trusted: distinct,
+            threshold: threshold.max(1),
+            required: false,
+            max_age_seconds: None,
+            require_expiry: false,
+            max_skew_seconds: 300,
+            check_freshness: true,
+            opt_out: "",
+            now,
+        }
+    }
 }
 
 /// The outcome of checking a manifest's signatures.
@@ -134,6 +168,26 @@ impl Verdict {
             Verdict::Invalid { reason } => format!("signature INVALID: {reason}"),
         }
     }
+}
+
+/// Every algorithm named beside a signature is ed25519.
+fn algorithms_supported(doc: &Node) -> Result<(), String> {
+    if doc.get("signature").is_some_and(|v| !v.is_null())
+        && let Some(alg) = doc.get("signature_algorithm").and_then(Node::as_str)
+        && !alg.eq_ignore_ascii_case("ed25519")
+    {
+        return Err(format!("unsupported signature_algorithm `{alg}`"));
+    }
+    if let Some(list) = doc.get("signatures").and_then(Node::as_seq) {
+        for (i, item) in list.iter().enumerate() {
+            if let Some(alg) = item.get("algorithm").and_then(Node::as_str)
+                && !alg.eq_ignore_ascii_case("ed25519")
+            {
+                return Err(format!("signatures[{i}]: unsupported algorithm `{alg}`"));
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Sig {
@@ -197,8 +251,20 @@ pub fn verify(doc: &Node, policy: &TrustPolicy) -> Verdict {
     if doc.as_map().is_none() {
         return invalid("manifest is not a mapping".into());
     }
-    let has_signature = has_signature_fields(doc);
-    if has_signature && policy.trusted.is_empty() && !policy.required {
+    let hint = if policy.opt_out.is_empty() {
+        String::new()
+    } else {
+        format!(" (to accept it anyway, set {})", policy.opt_out)
+    };
+    // An unknown algorithm is refused even where nothing would be checked: "not checked"
+    // must never be what a downgraded algorithm name buys.
+    if let Err(e) = algorithms_supported(doc) {
+        return invalid(e);
+    }
+    let signed = ["signature", "signatures"]
+        .iter()
+        .any(|f| doc.get(f).is_some_and(|v| !v.is_null()));
+    if signed && policy.trusted.is_empty() && !policy.required {
         // Nothing to check against (the upstream v2 sample carries a placeholder signature).
         return Verdict::Unchecked;
     }
@@ -208,7 +274,9 @@ pub fn verify(doc: &Node, policy: &TrustPolicy) -> Verdict {
     };
     if sigs.is_empty() {
         return if policy.required {
-            invalid("manifest is unsigned, but signatures are required".into())
+            invalid(format!(
+                "manifest is unsigned, but signatures are required{hint}"
+            ))
         } else {
             Verdict::Unsigned
         };
@@ -217,11 +285,9 @@ pub fn verify(doc: &Node, policy: &TrustPolicy) -> Verdict {
         return invalid(reason);
     }
     if policy.trusted.is_empty() {
-        return if policy.required {
-            invalid("signatures are required, but no trusted public keys are configured".into())
-        } else {
-            Verdict::Unchecked
-        };
+        return invalid(format!(
+            "signatures are required, but no trusted public keys are configured{hint}"
+        ));
     }
     let message = signing_bytes(doc);
     let mut used = vec![false; policy.trusted.len()];
@@ -265,12 +331,6 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
         .map_err(|_| format!("`{s}` is not an RFC 3339 timestamp"))
 }
 
-fn has_signature_fields(doc: &Node) -> bool {
-    ["signature", "signatures"]
-        .iter()
-        .any(|f| doc.get(f).is_some_and(|v| !v.is_null()))
-}
-
 fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
     let get = |field: &str| -> Result<Option<OffsetDateTime>, String> {
         match doc.get(field) {
@@ -281,6 +341,20 @@ fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
     };
     let signed_at = get("signed_at")?;
     let expires_at = get("expires_at")?;
+    if !policy.check_freshness {
+        return Ok(());
+    }
+    if let Some(signed) = signed_at {
+        let ahead = (signed - policy.now).whole_seconds();
+        if ahead > policy.max_skew_seconds as i64 {
+            return Err(format!(
+                "signed_at {} is {ahead} s in the future, more than the {} s of clock skew \
+                 allowed (remote.max_clock_skew_seconds; check this host's clock)",
+                crate::text::fmt_time(signed),
+                policy.max_skew_seconds
+            ));
+        }
+    }
     if let Some(exp) = expires_at {
         if exp <= policy.now {
             return Err(format!(
@@ -289,7 +363,11 @@ fn check_times(doc: &Node, policy: &TrustPolicy) -> Result<(), String> {
             ));
         }
     } else if policy.require_expiry {
-        return Err("manifest has no expires_at, but expiry is required".into());
+        return Err(
+            "manifest has no expires_at, but expiry is required (remote.signature_require_expiry; \
+             URL manifests always, unless remote.insecure_no_expiry)"
+                .into(),
+        );
     }
     if let Some(max_age) = policy.max_age_seconds {
         let Some(signed) = signed_at else {
@@ -366,14 +444,7 @@ mod tests {
     use super::*;
 
     fn policy(keys: Vec<VerifyingKey>) -> TrustPolicy {
-        TrustPolicy {
-            trusted: keys,
-            threshold: 1,
-            required: false,
-            max_age_seconds: None,
-            require_expiry: false,
-            now: OffsetDateTime::now_utc(),
-        }
+        TrustPolicy::new(keys, 1, OffsetDateTime::now_utc())
     }
 
     #[test]

@@ -71,10 +71,9 @@ fn digest_hex(bytes: &[u8]) -> String {
 
 /// Ensures every artifact of the manifest is present and verified; returns the state by sha256.
 pub async fn sync_all(
-    client: &reqwest::Client,
+    fetcher: &super::Fetcher,
     cache_dir: &Path,
     m: &Manifest,
-    limit: u64,
 ) -> BTreeMap<String, ArtifactState> {
     let mut out = BTreeMap::new();
     for e in &m.entries {
@@ -85,7 +84,7 @@ pub async fn sync_all(
         if out.contains_key(&sha) {
             continue;
         }
-        let state = match sync_one(client, cache_dir, uri, &sha, limit).await {
+        let state = match sync_one(fetcher, cache_dir, uri, &sha).await {
             Ok(path) => ArtifactState {
                 ok: true,
                 path: Some(path),
@@ -105,12 +104,13 @@ pub async fn sync_all(
     out
 }
 
+/// Artifacts obey the manifest's rules: `allow_http`, the same redirect checks, the body
+/// limit; the auth header is not sent (it is for the manifest's origin).
 async fn sync_one(
-    client: &reqwest::Client,
+    fetcher: &super::Fetcher,
     cache_dir: &Path,
     uri: &str,
     sha: &str,
-    limit: u64,
 ) -> Result<PathBuf, String> {
     let path = artifact_path(cache_dir, uri, sha)?;
     if let Ok(existing) = std::fs::read(&path)
@@ -118,22 +118,17 @@ async fn sync_one(
     {
         return Ok(path);
     }
-    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
-        return Err(format!("`{uri}` is not an http(s) URI"));
-    }
-    let resp = client
-        .get(uri)
-        .send()
-        .await
-        .map_err(|e| crate::text::error_chain(&e))?;
+    fetcher.check_scheme(uri)?;
+    let message = |e: super::Attempt| match e {
+        super::Attempt::Retry(s) | super::Attempt::Fatal(s) | super::Attempt::Refused(s) => s,
+    };
+    let resp = fetcher.get(uri, &[], false).await.map_err(message)?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
-    let bytes = super::read_limited(resp, limit)
+    let bytes = super::read_limited(resp, fetcher.settings.max_body_bytes)
         .await
-        .map_err(|e| match e {
-            super::Attempt::Retry(s) | super::Attempt::Fatal(s) => s,
-        })?;
+        .map_err(message)?;
     let got = digest_hex(&bytes);
     if got != sha {
         return Err(format!("sha256 mismatch: expected {sha}, got {got}"));

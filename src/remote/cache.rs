@@ -38,8 +38,11 @@ pub struct CacheMeta {
     pub last_modified: Option<String>,
     /// Unix time the current body was downloaded.
     pub fetched_at: u64,
-    /// Unix time the server last confirmed the body (200 or 304).
+    /// Unix time the current body was accepted (parsed, verified, newer than the mark).
     pub verified_at: u64,
+    /// Unix time the server last answered 304 (unchanged). Says nothing about freshness.
+    #[serde(default)]
+    pub not_modified_at: u64,
     pub last_attempt_at: u64,
     /// The latest attempt's failure, if it failed: then the copy is served stale.
     pub last_error: Option<String>,

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod cache;
+pub mod highwater;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -33,8 +34,9 @@ pub enum SyncOutcome {
     },
     /// The server answered 304: the cached copy is current.
     NotModified,
-    /// Fetched, but refused (invalid, bad signature, expired): the previous copy stays.
-    Rejected { reason: String, signature: bool },
+    /// Fetched, but refused (invalid, bad signature, expired, older than the newest accepted,
+    /// a forbidden redirect): the previous copy stays.
+    Rejected { reason: String, kind: Rejection },
     /// The server could not be reached or kept failing; the previous copy stays.
     Failed { error: String, attempts: u32 },
     /// Too many consecutive failures: not even tried until the breaker resets.
@@ -80,6 +82,41 @@ impl SyncOutcome {
     }
 }
 
+/// Why a fetched manifest was refused, for the `oneiric_remote_rejections_total` metric.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// Signature missing, invalid or below the threshold; expired; signed in the future.
+    Signature,
+    /// Older than the newest manifest this host accepted from the URL.
+    Rollback,
+    /// Not a manifest: syntax, structure, a parse-time limit.
+    Invalid,
+    /// A scheme or redirect the settings do not allow.
+    Transport,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 4] = [
+        Rejection::Signature,
+        Rejection::Rollback,
+        Rejection::Invalid,
+        Rejection::Transport,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Signature => "signature",
+            Rejection::Rollback => "rollback",
+            Rejection::Invalid => "invalid",
+            Rejection::Transport => "transport",
+        }
+    }
+}
+
+/// Redirects followed for one request, as browsers and curl's default cap go.
+const MAX_REDIRECTS: usize = 5;
+
 #[derive(Debug, Default)]
 struct Breaker {
     consecutive_failures: u32,
@@ -91,6 +128,7 @@ pub struct Fetcher {
     client: reqwest::Client,
     settings: RemoteSettings,
     cache_dir: PathBuf,
+    state_dir: PathBuf,
     auth: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
     breaker: Mutex<Breaker>,
 }
@@ -122,13 +160,16 @@ impl Fetcher {
     pub fn new(
         settings: &RemoteSettings,
         cache_dir: &Path,
+        state_dir: &Path,
         env: &crate::config::Env,
     ) -> Result<Self, RemoteError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(Duration::from_secs_f64(settings.timeout_seconds))
             .connect_timeout(Duration::from_secs_f64(settings.timeout_seconds.min(10.0)))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // Redirects are followed by hand (`get`): reqwest's policy would keep a custom auth
+            // header across origins and has no notion of `allow_http`.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("oneiric/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!settings.verify_tls);
         if let Some(ca) = &settings.ca_file {
@@ -163,6 +204,7 @@ impl Fetcher {
             client,
             settings: settings.clone(),
             cache_dir: cache_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
             auth,
             breaker: Mutex::new(Breaker::default()),
         })
@@ -173,17 +215,84 @@ impl Fetcher {
     }
 
     fn check_scheme(&self, url: &str) -> Result<(), String> {
-        if url.starts_with("https://") {
-            Ok(())
-        } else if url.starts_with("http://") {
-            if self.settings.allow_http {
-                Ok(())
+        check_scheme(url, self.settings.allow_http)
+    }
+
+    /// One GET, redirects followed by hand, at most [`MAX_REDIRECTS`]: only to http(s), never
+    /// from https to http, to http only with `allow_http`. The auth header (`with_auth`) goes
+    /// only to the origin (scheme, host, port) of `url`, and is dropped for good once a
+    /// redirect leaves it — like `Authorization` in browsers, for any header name.
+    async fn get(
+        &self,
+        url: &str,
+        headers: &[(reqwest::header::HeaderName, String)],
+        with_auth: bool,
+    ) -> Result<reqwest::Response, Attempt> {
+        let fatal = |m: String| Attempt::Fatal(m);
+        let mut current =
+            reqwest::Url::parse(url).map_err(|e| fatal(format!("`{url}` is not a URL: {e}")))?;
+        let first_origin = current.origin();
+        let mut auth = with_auth;
+        for hop in 0..=MAX_REDIRECTS {
+            let mut req = self.client.get(current.clone());
+            if auth && current.origin() == first_origin {
+                if let Some((name, value)) = &self.auth {
+                    req = req.header(name.clone(), value.clone());
+                }
             } else {
-                Err("plain http:// manifests are refused; set remote.allow_http: true to allow them".into())
+                auth = false;
             }
-        } else {
-            Err(format!("`{url}` is not an http(s) URL"))
+            for (name, value) in headers {
+                req = req.header(name.clone(), value.as_str());
+            }
+            let resp = req.send().await.map_err(|e| {
+                if e.is_timeout() {
+                    Attempt::Retry(format!(
+                        "timed out after {:.1} s",
+                        self.settings.timeout_seconds
+                    ))
+                } else {
+                    Attempt::Retry(crate::text::error_chain(&e))
+                }
+            })?;
+            if !resp.status().is_redirection() || resp.status() == reqwest::StatusCode::NOT_MODIFIED
+            {
+                return Ok(resp);
+            }
+            if hop == MAX_REDIRECTS {
+                break;
+            }
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    Attempt::Fatal(format!(
+                        "HTTP {} without a usable Location header",
+                        resp.status().as_u16()
+                    ))
+                })?;
+            let next = current.join(location).map_err(|e| {
+                Attempt::Fatal(format!("redirect to `{location}` is not a URL: {e}"))
+            })?;
+            if current.scheme() == "https" && next.scheme() != "https" {
+                return Err(Attempt::Refused(format!(
+                    "redirect from {} to {} refused: never from https to another scheme",
+                    crate::text::redact_url(current.as_str()),
+                    crate::text::redact_url(next.as_str())
+                )));
+            }
+            check_scheme(next.as_str(), self.settings.allow_http).map_err(|e| {
+                Attempt::Refused(format!(
+                    "redirect to {} refused: {e}",
+                    crate::text::redact_url(next.as_str())
+                ))
+            })?;
+            current = next;
         }
+        Err(Attempt::Fatal(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
     }
 
     /// Fetches `url` once (with retries), and stores it as the last good copy when it is valid
@@ -192,7 +301,7 @@ impl Fetcher {
         if let Err(e) = self.check_scheme(url) {
             return SyncOutcome::Rejected {
                 reason: e,
-                signature: false,
+                kind: Rejection::Transport,
             };
         }
         {
@@ -215,8 +324,10 @@ impl Fetcher {
         let now = cache::unix_now();
         meta.last_attempt_at = now;
         let result = match outcome {
+            // "Unchanged" only: a 304 carries no signature, so it says nothing about freshness,
+            // which comes from the manifest's own signed timestamps.
             Ok(Fetched::NotModified) => {
-                meta.verified_at = now;
+                meta.not_modified_at = now;
                 meta.last_error = None;
                 SyncOutcome::NotModified
             }
@@ -249,12 +360,19 @@ impl Fetcher {
                         }
                     }
                 }
-                Err((reason, signature)) => {
+                Err((reason, kind)) => {
                     meta.last_error = Some(reason.clone());
-                    SyncOutcome::Rejected { reason, signature }
+                    SyncOutcome::Rejected { reason, kind }
                 }
             },
-            Err((error, attempts)) => {
+            Err(FetchError::Refused(reason)) => {
+                meta.last_error = Some(reason.clone());
+                SyncOutcome::Rejected {
+                    reason,
+                    kind: Rejection::Transport,
+                }
+            }
+            Err(FetchError::Failed(error, attempts)) => {
                 meta.last_error = Some(error.clone());
                 SyncOutcome::Failed { error, attempts }
             }
@@ -279,7 +397,8 @@ impl Fetcher {
         result
     }
 
-    /// Validates a fetched body: parse, entry validation, signatures; then its artifacts.
+    /// Validates a fetched body: parse (bounded), entry validation, signatures and freshness,
+    /// the rollback mark; records the new mark; then fetches its artifacts.
     async fn accept(
         &self,
         url: &str,
@@ -290,7 +409,7 @@ impl Fetcher {
             usize,
             std::collections::BTreeMap<String, cache::ArtifactState>,
         ),
-        (String, bool),
+        (String, Rejection),
     > {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             (
@@ -298,21 +417,33 @@ impl Fetcher {
                     "not valid UTF-8 (first bad byte at offset {})",
                     e.valid_up_to()
                 ),
-                false,
+                Rejection::Invalid,
             )
         })?;
-        let (m, verdict) =
-            manifest::parse_verified(text, url, policy).map_err(|e| (e.to_string(), false))?;
+        let (m, verdict) = manifest::parse_verified(text, url, policy)
+            .map_err(|e| (e.to_string(), Rejection::Invalid))?;
         if let Verdict::Invalid { reason } = verdict {
-            return Err((format!("signature: {reason}"), true));
+            return Err((format!("signature: {reason}"), Rejection::Signature));
         }
-        let artifacts = artifacts::sync_all(
-            &self.client,
-            &self.cache_dir,
-            &m,
-            self.settings.max_body_bytes,
-        )
-        .await;
+        // Only what a trusted key vouched for moves the mark (an attacker cannot raise it);
+        // without verification there is nothing to order by.
+        if matches!(verdict, Verdict::Valid { .. }) {
+            let mut marks = highwater::HighWater::load(&self.state_dir)
+                .map_err(|e| (e.to_string(), Rejection::Rollback))?;
+            marks
+                .check(url, &m.header)
+                .map_err(|e| (e, Rejection::Rollback))?;
+            marks.sources.insert(
+                url.to_string(),
+                highwater::Mark::of(&m.header, cache::unix_now()),
+            );
+            // Written before the body replaces the cached copy: a crash in between leaves a
+            // mark newer than the copy, never the other way round.
+            marks
+                .save(&self.state_dir)
+                .map_err(|e| (e.to_string(), Rejection::Rollback))?;
+        }
+        let artifacts = artifacts::sync_all(self, &self.cache_dir, &m).await;
         Ok((m.entries.len(), artifacts))
     }
 
@@ -321,7 +452,7 @@ impl Fetcher {
         url: &str,
         meta: &CacheMeta,
         conditional: bool,
-    ) -> Result<Fetched, (String, u32)> {
+    ) -> Result<Fetched, FetchError> {
         let budget = Duration::from_millis(self.settings.latency_budget_ms.unwrap_or(30_000));
         let start = Instant::now();
         let mut attempt = 0u32;
@@ -329,7 +460,7 @@ impl Fetcher {
             attempt += 1;
             let remaining = budget.saturating_sub(start.elapsed());
             if remaining.is_zero() {
-                return Err((
+                return Err(FetchError::Failed(
                     format!("time budget of {} ms spent", budget.as_millis()),
                     attempt - 1,
                 ));
@@ -338,26 +469,28 @@ impl Fetcher {
                 tokio::time::timeout(remaining, self.fetch_once(url, meta, conditional)).await;
             let err = match result {
                 Ok(Ok(f)) => return Ok(f),
-                Ok(Err(Attempt::Fatal(e))) => return Err((e, attempt)),
+                Ok(Err(Attempt::Fatal(e))) => return Err(FetchError::Failed(e, attempt)),
+                Ok(Err(Attempt::Refused(e))) => return Err(FetchError::Refused(e)),
                 Ok(Err(Attempt::Retry(e))) => e,
                 Err(_) => format!("time budget of {} ms spent", budget.as_millis()),
             };
             if attempt > self.settings.max_retries {
-                return Err((err, attempt));
+                return Err(FetchError::Failed(err, attempt));
             }
             let base = self.settings.retry_base_delay * 2f64.powi(attempt as i32 - 1);
             let capped = base.min(self.settings.retry_max_delay);
             let jitter = 1.0 + self.settings.retry_jitter * (fastrand::f64() * 2.0 - 1.0);
             let delay = Duration::from_secs_f64((capped * jitter).max(0.0));
             if start.elapsed() + delay >= budget {
-                return Err((
+                return Err(FetchError::Failed(
                     format!("{err} (no time left in the budget for another attempt)"),
                     attempt,
                 ));
             }
             tracing::warn!(
                 oneiric_event = "remote_retry",
-                "fetch {url} attempt {attempt} failed: {err}; retrying in {:.2} s",
+                "fetch {} attempt {attempt} failed: {err}; retrying in {:.2} s",
+                crate::text::redact_url(url),
                 delay.as_secs_f64()
             );
             tokio::time::sleep(delay).await;
@@ -370,28 +503,16 @@ impl Fetcher {
         meta: &CacheMeta,
         conditional: bool,
     ) -> Result<Fetched, Attempt> {
-        let mut req = self.client.get(url);
-        if let Some((name, value)) = &self.auth {
-            req = req.header(name.clone(), value.clone());
-        }
+        let mut headers = Vec::new();
         if conditional {
             if let Some(etag) = &meta.etag {
-                req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+                headers.push((reqwest::header::IF_NONE_MATCH, etag.clone()));
             }
             if let Some(lm) = &meta.last_modified {
-                req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+                headers.push((reqwest::header::IF_MODIFIED_SINCE, lm.clone()));
             }
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                Attempt::Retry(format!(
-                    "timed out after {:.1} s",
-                    self.settings.timeout_seconds
-                ))
-            } else {
-                Attempt::Retry(crate::text::error_chain(&e))
-            }
-        })?;
+        let resp = self.get(url, &headers, true).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
@@ -419,6 +540,31 @@ impl Fetcher {
     }
 }
 
+/// `allow_http` decides about plain http; nothing but http(s) is fetched.
+fn check_scheme(url: &str, allow_http: bool) -> Result<(), String> {
+    if url.starts_with("https://") {
+        Ok(())
+    } else if url.starts_with("http://") {
+        if allow_http {
+            Ok(())
+        } else {
+            Err("plain http:// is refused; set remote.allow_http: true to allow it".into())
+        }
+    } else {
+        Err(format!(
+            "`{}` is not an http(s) URL",
+            crate::text::redact_url(url)
+        ))
+    }
+}
+
+enum FetchError {
+    /// A redirect or scheme the settings forbid: refused, not retried.
+    Refused(String),
+    /// The origin could not be reached or kept failing, after this many attempts.
+    Failed(String, u32),
+}
+
 enum Fetched {
     NotModified,
     Body {
@@ -431,6 +577,7 @@ enum Fetched {
 enum Attempt {
     Retry(String),
     Fatal(String),
+    Refused(String),
 }
 
 /// Reads a body up to `limit` bytes, refusing (without retry) anything larger.
@@ -478,6 +625,7 @@ pub enum CacheError {
 /// fetch failed, how old the copy is, with the signature verdict of the copy under `policy`.
 pub fn load_cached(
     cache_dir: &Path,
+    state_dir: &Path,
     url: &str,
     policy: &TrustPolicy,
 ) -> Result<(Manifest, Verdict, Option<u64>), CacheError> {
@@ -497,7 +645,19 @@ pub fn load_cached(
     }
     let text = crate::fsutil::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
         .map_err(|e| remote_err(e.to_string()))?;
-    let (mut m, verdict) = manifest::parse_verified(&text, url, policy)?;
+    // Accepted earlier, so judged for freshness by the service's expiry timer instead: an
+    // expired copy is served (flagged, not ready) rather than keeping the service down.
+    let mut accepted = policy.clone();
+    accepted.check_freshness = false;
+    let (mut m, verdict) = manifest::parse_verified(&text, url, &accepted)?;
+    // The copy must still be the newest this host accepted: the mark lives in the state
+    // directory, beyond the reach of whatever replaced the cache.
+    if matches!(verdict, Verdict::Valid { .. }) {
+        let marks = highwater::HighWater::load(state_dir).map_err(|e| remote_err(e.to_string()))?;
+        marks
+            .check(url, &m.header)
+            .map_err(|e| remote_err(format!("cached copy: {e}")))?;
+    }
     let meta = read_meta(&paths);
     let mut kept = Vec::with_capacity(m.entries.len());
     for (i, e) in std::mem::take(&mut m.entries).into_iter().enumerate() {
@@ -525,7 +685,7 @@ pub fn load_cached(
     let age = meta.and_then(|mm| {
         mm.last_error
             .as_ref()
-            .map(|_| cache::unix_now().saturating_sub(mm.verified_at.max(mm.fetched_at)))
+            .map(|_| cache::unix_now().saturating_sub(mm.fetched_at.max(mm.not_modified_at)))
     });
     Ok((m, verdict, age))
 }
@@ -565,15 +725,14 @@ mod tests {
             circuit_breaker_reset: 1,
             ..Default::default()
         };
-        let f = Fetcher::new(&settings, dir.path(), &crate::config::Env::default()).unwrap();
-        let policy = TrustPolicy {
-            trusted: Vec::new(),
-            threshold: 1,
-            required: false,
-            max_age_seconds: None,
-            require_expiry: false,
-            now: time::OffsetDateTime::now_utc(),
-        };
+        let f = Fetcher::new(
+            &settings,
+            dir.path(),
+            dir.path(),
+            &crate::config::Env::default(),
+        )
+        .unwrap();
+        let policy = TrustPolicy::new(Vec::new(), 1, time::OffsetDateTime::now_utc());
         let url = format!("http://127.0.0.1:{port}/m.yaml");
         assert!(matches!(
             f.sync(&url, &policy).await,

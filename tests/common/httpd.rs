@@ -37,6 +37,8 @@ pub enum Reply {
     Trickle(Duration, Vec<u8>),
     /// Claims a huge Content-Length.
     Huge(u64),
+    /// 302 to this Location.
+    Redirect(String),
 }
 
 pub type Handler = Arc<dyn Fn(&Req) -> Reply + Send + Sync>;
@@ -209,6 +211,11 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         Reply::NotModified => {
             let _ = s
                 .write_all(b"HTTP/1.1 304 Not Modified\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+        Reply::Redirect(to) => {
+            let _ = s
+                .write_all(head("302 Found", 0, &format!("location: {to}\r\n")).as_bytes())
                 .await;
         }
         Reply::Slow(d, body) => {

@@ -194,7 +194,7 @@ unit_has() {
 		[ -n "$line" ] && ! grep -qxF "$line" "$u" && missing+=("$line")
 	done <<'EOF'
 Type=notify
-ExecStartPre=/usr/bin/oneiric health --probe
+ExecStartPre=/usr/bin/oneiric health --pre-start
 ExecStart=/usr/bin/oneiric orchestrate --manifest /etc/oneiric/manifest.yaml --refresh-interval 120
 ExecReload=/usr/bin/oneiric reload
 WatchdogSec=30s
