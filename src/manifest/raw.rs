@@ -117,9 +117,12 @@ pub fn parse_tree<'a>(text: &'a str, origin: &str) -> Result<Node<'a>, ManifestE
             .map_err(|e| syntax(e.line(), e.column(), strip(&e.to_string())))?;
         v
     } else {
-        if trimmed.len() >= YAML_SCAN_BYTES
-            && let Err(at) = super::yaml_scan::within(trimmed, MAX_YAML_EVENTS)
-        {
+        let counted = if trimmed.len() >= YAML_SCAN_BYTES {
+            super::yaml_scan::within(trimmed, MAX_YAML_EVENTS)
+        } else {
+            Ok(())
+        };
+        if let Err(at) = counted {
             return Err(syntax(
                 at.line,
                 at.column,

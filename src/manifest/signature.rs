@@ -172,17 +172,20 @@ impl Verdict {
 
 /// Every algorithm named beside a signature is ed25519.
 fn algorithms_supported(doc: &Node) -> Result<(), String> {
-    if doc.get("signature").is_some_and(|v| !v.is_null())
-        && let Some(alg) = doc.get("signature_algorithm").and_then(Node::as_str)
-        && !alg.eq_ignore_ascii_case("ed25519")
-    {
+    fn unsupported(alg: Option<&str>) -> Option<&str> {
+        alg.filter(|a| !a.eq_ignore_ascii_case("ed25519"))
+    }
+    let single = doc
+        .get("signature")
+        .filter(|v| !v.is_null())
+        .and_then(|_| doc.get("signature_algorithm"))
+        .and_then(Node::as_str);
+    if let Some(alg) = unsupported(single) {
         return Err(format!("unsupported signature_algorithm `{alg}`"));
     }
     if let Some(list) = doc.get("signatures").and_then(Node::as_seq) {
         for (i, item) in list.iter().enumerate() {
-            if let Some(alg) = item.get("algorithm").and_then(Node::as_str)
-                && !alg.eq_ignore_ascii_case("ed25519")
-            {
+            if let Some(alg) = unsupported(item.get("algorithm").and_then(Node::as_str)) {
                 return Err(format!("signatures[{i}]: unsupported algorithm `{alg}`"));
             }
         }
