@@ -74,7 +74,7 @@ declare -A TOOLS=([reprepro]=reprepro [createrepo_c]=createrepo-c [rpmsign]=rpm 
 missing=()
 for t in "${!TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("${TOOLS[$t]}"); done
 if [ ${#missing[@]} -gt 0 ]; then
-	[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || die "missing ${missing[*]}"
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then die "missing ${missing[*]}"; fi
 	# shellcheck source=tests/lib.sh
 	. "$REPO/tests/lib.sh"
 	T_APT_LOG=$STATE/apt.log t_apt_install "${missing[@]}" || die "apt-get install ${missing[*]} failed ($STATE/apt.log)"
@@ -168,8 +168,9 @@ EOF
 	# Re-sign and refresh Valid-Until even when no package changed (a new key, a
 	# periodic re-publish before Valid-Until passes).
 	reprepro --silent -b "$STATE" export "$SUITE"
-	[ -s "$OUT/apt/dists/$SUITE/InRelease" ] && [ -s "$OUT/apt/dists/$SUITE/Release.gpg" ] ||
+	if [ ! -s "$OUT/apt/dists/$SUITE/InRelease" ] || [ ! -s "$OUT/apt/dists/$SUITE/Release.gpg" ]; then
 		die "reprepro wrote no signed Release"
+	fi
 	grep -q '^Valid-Until: ' "$OUT/apt/dists/$SUITE/Release" || die "no Valid-Until in Release"
 fi
 
@@ -203,7 +204,7 @@ if [ -n "$SBOM" ]; then
 	mkdir -p "$OUT/sbom"
 	cp "$SBOM" "$OUT/sbom/"
 fi
-(cd "$OUT" && find . -type f ! -name SHA256SUMS ! -name SHA256SUMS.asc -printf '%P\n' | LC_ALL=C sort |
-	xargs -d '\n' sha256sum >SHA256SUMS)
+(cd "$OUT" && find . -type f ! -name 'SHA256SUMS*' -printf '%P\n' | LC_ALL=C sort |
+	xargs -d '\n' sha256sum >"$STATE/SHA256SUMS") && mv "$STATE/SHA256SUMS" "$OUT/SHA256SUMS"
 sign_detached "$OUT/SHA256SUMS" "$OUT/SHA256SUMS.asc" --armor
 echo "$OUT"

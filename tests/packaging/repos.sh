@@ -21,6 +21,7 @@
 #   OUT/rot1      R2 + keyring 2 (keys A and B), signed by A   (rotation, step 1)
 #   OUT/rot2      the same packages, signed by B only          (rotation, step 2)
 #   OUT/expired   R1, published on 2026-01-01 with Valid-Until 7 days later (libfaketime)
+#   OUT/unsigned  R3's .rpm NOT signed, in metadata that is (a bad publisher's tree)
 #   OUT/vmtest-system-provides.rpm  test-only: Provides: everything the .rpm requires
 #                 (the Debian guest's rpm database knows no system package)
 set -u
@@ -36,7 +37,7 @@ OUT=${2:-}
 DEB=${3:-}
 RPM=${4:-}
 case "$MODE" in make | check) ;; *) echo "usage: $0 make|check OUT DEB RPM" >&2; exit 2 ;; esac
-[ -n "$OUT" ] && [ -f "$DEB" ] && [ -f "$RPM" ] || { echo "usage: $0 make|check OUT DEB RPM" >&2; exit 2; }
+if [ -z "$OUT" ] || [ ! -f "$DEB" ] || [ ! -f "$RPM" ]; then echo "usage: $0 make|check OUT DEB RPM" >&2; exit 2; fi
 DEB=$(realpath "$DEB")
 RPM=$(realpath "$RPM")
 mkdir -p "$OUT"
@@ -105,12 +106,14 @@ repack_rpm() {
 }
 # R2: a new packaged default in app.yml (the scenarios edit it: .dpkg-dist / .rpmnew)
 # and in tasks.yml (nobody edits it: replaced silently).
+# shellcheck disable=SC2317 # run by repack_deb/repack_rpm
 edit_r2() {
 	printf '%s\n' '# New in the next release: the packaged default of app.yml changed (test fixture).' >>etc/oneiric/app.yml
 	printf '%s\n' '# New in the next release: tasks.yml changed too (test fixture).' >>etc/oneiric/tasks.yml
 }
 # R3: on top of R2, a default events.yml the settings loader refuses (an unknown key):
 # the new version's `health --probe` fails.
+# shellcheck disable=SC2317 # run by repack_deb/repack_rpm
 edit_r3() {
 	edit_r2
 	printf '%s\n' 'retention_days: 7   # unknown key: this release fails health --probe (test fixture)' >>etc/oneiric/events.yml
@@ -195,6 +198,15 @@ make_trees() {
 	faketime '2026-01-01 00:00:00' "$REPO/packaging/publish.sh" --out "$OUT/expired" --base-url "file://$BASE/expired" \
 		--valid-for 7d --key "$KEY_A" "$p/r1.deb" >/dev/null || { echo "publishing the expired tree failed"; return 1; }
 	rm -rf "$OUT"/.oneiric-publish-state.*
+	# A bad publisher's tree: R3's .rpm unsigned, the metadata regenerated and signed.
+	rm -rf "$OUT/unsigned"
+	mkdir -p "$OUT/unsigned/rpm"
+	cp -a "$OUT/r2/keys" "$OUT/unsigned/"
+	cp "$p/r3.rpm" "$OUT/unsigned/rpm/"
+	createrepo_c --quiet "$OUT/unsigned/rpm" >/dev/null || { echo "createrepo_c (unsigned tree) failed"; return 1; }
+	gpg --batch --yes --quiet --local-user "$KEY_A" --armor --detach-sign \
+		--output "$OUT/unsigned/rpm/repodata/repomd.xml.asc" "$OUT/unsigned/rpm/repodata/repomd.xml" ||
+		{ echo "signing the unsigned tree's metadata failed"; return 1; }
 }
 make_all() {
 	local t0=$SECONDS
@@ -229,6 +241,7 @@ APTOPTS=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$A/etc/so
 	-o "Dir::State=$A/state" -o "Dir::State::status=$A/status" -o "Dir::Cache=$A/cache"
 	-o "APT::Sandbox::User=root" -o "Debug::NoLocking=1")
 export APT_CONFIG=$W/apt.conf
+# shellcheck disable=SC2317 # called from checks run through t_check
 apt_update() {
 	local kr=${2:-$OUT/$1/keys/oneiric-archive-keyring.gpg}
 	rm -rf "$A"
@@ -255,7 +268,7 @@ apt_release_fields() {
 	local r=$OUT/r1/apt/dists/stable
 	grep -q '^Valid-Until: ' "$r/Release" || { echo "no Valid-Until"; return 1; }
 	grep -q '^SHA256:' "$r/Release" || { echo "no SHA256 hashes"; return 1; }
-	[ -s "$r/main/Contents-amd64.gz" ] && zgrep -q '^usr/bin/oneiric[[:space:]]' "$r/main/Contents-amd64.gz" ||
+	zgrep -q '^usr/bin/oneiric[[:space:]]' "$r/main/Contents-amd64.gz" 2>/dev/null ||
 		{ echo "no Contents-amd64.gz listing usr/bin/oneiric"; return 1; }
 	gpgv --keyring "$OUT/r1/keys/oneiric-archive-keyring.gpg" "$r/InRelease" 2>/dev/null || { echo "InRelease does not verify"; return 1; }
 	gpgv --keyring "$OUT/r1/keys/oneiric-archive-keyring.gpg" "$r/Release.gpg" "$r/Release" 2>/dev/null ||
@@ -313,8 +326,10 @@ rpm_repo() {
 	gpgv --keyring "$r/keys/oneiric-archive-keyring.gpg" "$r/rpm/repodata/repomd.xml.asc" "$r/rpm/repodata/repomd.xml" 2>/dev/null ||
 		{ echo "repomd.xml.asc does not verify"; return 1; }
 	grep -q 'oneiric' <(zcat "$r"/rpm/repodata/*-primary.xml.gz) || { echo "primary.xml lists no oneiric"; return 1; }
-	grep -qx 'gpgcheck=1' "$r/oneiric.repo" && grep -qx 'repo_gpgcheck=1' "$r/oneiric.repo" &&
-		grep -q '^gpgkey=.*/keys/oneiric-archive-keyring.asc$' "$r/oneiric.repo" || { echo "oneiric.repo lacks gpgcheck/repo_gpgcheck/gpgkey"; return 1; }
+	local l
+	for l in 'gpgcheck=1' 'repo_gpgcheck=1' 'gpgkey=.*/keys/oneiric-archive-keyring.asc'; do
+		grep -qx "$l" "$r/oneiric.repo" || { echo "oneiric.repo lacks $l"; return 1; }
+	done
 	cp "$r/rpm/repodata/repomd.xml" "$W/repomd.xml"
 	sed -i 's/<revision>/<revision>1/' "$W/repomd.xml"
 	if gpgv --keyring "$r/keys/oneiric-archive-keyring.gpg" "$r/rpm/repodata/repomd.xml.asc" "$W/repomd.xml" 2>/dev/null; then
@@ -337,7 +352,7 @@ keyring_pkg() {
 	local k1 k2
 	k1=$OUT/r1/apt/pool/main/o/oneiric-archive-keyring/oneiric-archive-keyring_1_all.deb
 	k2=$OUT/rot1/apt/pool/main/o/oneiric-archive-keyring/oneiric-archive-keyring_2_all.deb
-	[ -f "$k1" ] && [ -f "$k2" ] || { echo "no keyring packages in the pools"; return 1; }
+	if [ ! -f "$k1" ] || [ ! -f "$k2" ]; then echo "no keyring packages in the pools"; return 1; fi
 	dpkg-deb -c "$k1" | grep -q ' ./usr/share/keyrings/oneiric-archive-keyring.gpg$' || { echo "keyring .deb lacks the keyring"; return 1; }
 	lintian --no-cfg --display-level '>=warning' "$k1" "$k2" >"$W/lintian-keyring.txt" 2>&1
 	! grep -E '^[EW]: ' "$W/lintian-keyring.txt" || return 1
