@@ -18,7 +18,8 @@ rpm -q oneiric-vmtest-system-provides >/dev/null 2>&1 || rpm -i "$REPOS/vmtest-s
 reposdir=$(dnf --version >/dev/null 2>&1; for d in /etc/yum.repos.d /etc/dnf/repos.d; do [ -d "$d" ] && { echo "$d"; break; }; done)
 [ -n "$reposdir" ] || { mkdir -p /etc/yum.repos.d; reposdir=/etc/yum.repos.d; }
 trap 'rm -f "$reposdir/oneiric.repo"; rm -rf /srv/tampered-rpm' EXIT
-DNF=(dnf -y --setopt=install_weak_deps=False)
+# --releasever: dnf reads it from the package providing system-release, which no Debian has.
+DNF=(dnf -y --releasever=13 --setopt=install_weak_deps=False)
 publish_tree r1
 # README, "Fedora, RHEL": the .repo file from the server.
 cp "$SERVED/oneiric.repo" "$reposdir/oneiric.repo"
