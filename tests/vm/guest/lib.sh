@@ -146,3 +146,21 @@ entry_flag() { # entry_flag KEY FLAG -> true if status shows FLAG true for KEY
 repo_version() { # repo_version TREE: the oneiric version that tree's APT repository has
   awk '/^Package: / { p = ($2 == "oneiric") } p && /^Version: / { print $2; exit }' "$REPOS/$1/apt/dists/stable/main/binary-amd64/Packages"
 }
+# apt_update_refused WHAT PATTERN: `apt-get update` refuses the served tree and says why
+# (PATTERN). A repository whose lists verified before keeps its previous lists and apt
+# only warns ("The repository is not updated and the previous index files will be
+# used", exit 0; an expired Release is an error, exit 100), so this also checks that
+# `apt-get update --error-on=any`, what a script runs (README), exits non-zero.
+apt_update_refused() {
+  local what=$1 pat=$2 out rc=0
+  out=$(apt-get update 2>&1) || rc=$?
+  echo "$out"
+  grep -E "$pat" <<<"$out" >/dev/null || fail "$what: apt-get update does not say '$pat'"
+  grep -E '^(W|E): ' <<<"$out" >/dev/null || fail "$what: apt-get update printed no W:/E: line"
+  note "$what: apt-get update exited $rc: $(grep -E '^(E|W): ' <<<"$out" | head -n 1)"
+  rc=0
+  out=$(apt-get update --error-on=any 2>&1) || rc=$?
+  echo "$out"
+  if grep -i 'not understood' <<<"$out"; then fail "this apt has no --error-on=any"; fi
+  [ "$rc" != 0 ] || fail "$what: apt-get update --error-on=any exited 0"
+}

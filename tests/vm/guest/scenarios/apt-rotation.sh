@@ -12,9 +12,7 @@ expect_eq "keyring package before" "$(dpkg-query -W -f '${Version}' oneiric-arch
 
 # Signed by B only, keyring 1: refused (what would happen without the rotation step).
 publish_tree rot2
-if out=$(apt-get update 2>&1); then echo "$out"; fail "apt-get update accepted a tree signed by a key not in keyring 1"; fi
-echo "$out"
-grep -E 'NO_PUBKEY|not signed|Missing key|signatures couldn.t be verified' <<<"$out" >/dev/null || fail "apt does not say the key is missing"
+apt_update_refused "signed by key B, keyring 1" 'NO_PUBKEY|Missing key|signatures couldn.t be verified|not signed'
 
 # Step 1: keyring 2 published, tree still signed by A.
 publish_tree rot1
