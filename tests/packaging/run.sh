@@ -5,7 +5,8 @@
 #   tests/packaging/run.sh DEB RPM    check already built packages
 #
 # Runs as root on a fresh Debian 12: installs its tools with apt-get when they
-# are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio, dpkg-dev). Needs no running
+# are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio, dpkg-dev; repos.sh: reprepro,
+# createrepo-c, gnupg, faketime; sbom.sh: cargo-cyclonedx from crates.io). Needs no running
 # systemd: systemd-analyze runs offline against the extracted packages.
 # Prints `PASS name` / `FAIL name: reason` per check, then `N passed, N failed`
 # (tests/lib.sh); exits non-zero if any check failed.
