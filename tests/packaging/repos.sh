@@ -17,7 +17,7 @@
 # Trees (each a complete publish.sh output, served as file:// in the VM):
 #   OUT/r1        R1 + oneiric-archive-keyring 1 (key A), signed by A
 #   OUT/r2        R2 + keyring 1, signed by A
-#   OUT/r3        R3 + keyring 1, signed by A
+#   OUT/r3        R3 + keyring 2, signed by B (after the rotation)
 #   OUT/rot1      R2 + keyring 2 (keys A and B), signed by A   (rotation, step 1)
 #   OUT/rot2      the same packages, signed by B only          (rotation, step 2)
 #   OUT/expired   R1, published on 2026-01-01 with Valid-Until 7 days later (libfaketime)
@@ -190,11 +190,18 @@ BASE=${ONEIRIC_REPOS_BASE:-$OUT}
 make_trees() {
 	local p=$OUT/pkgs sbom=()
 	[ -z "${ONEIRIC_SBOM:-}" ] || sbom=(--sbom "$ONEIRIC_SBOM")
+	# In the order the scenarios visit them, a second apart: apt treats a Release whose
+	# Date is older than the one it has as unchanged (no rollback), as a real
+	# repository's next publication is always newer.
 	publish r1 --key "$KEY_A" "${sbom[@]}" "$p/r1.deb" "$p/r1.rpm" || return 1
+	sleep 1
 	publish r2 --key "$KEY_A" "$p/r2.deb" "$p/r2.rpm" || return 1
-	publish r3 --key "$KEY_A" "$p/r3.deb" "$p/r3.rpm" || return 1
+	sleep 1
 	publish rot1 --key "$KEY_A" --ship-key "$KEY_B" --keyring-version 2 "$p/r2.deb" "$p/r2.rpm" || return 1
+	sleep 1
 	publish rot2 --key "$KEY_B" --ship-key "$KEY_A" --keyring-version 2 "$p/r2.deb" "$p/r2.rpm" || return 1
+	sleep 1
+	publish r3 --key "$KEY_B" --ship-key "$KEY_A" --keyring-version 2 "$p/r3.deb" "$p/r3.rpm" || return 1
 	faketime '2026-01-01 00:00:00' "$REPO/packaging/publish.sh" --out "$OUT/expired" --base-url "file://$BASE/expired" \
 		--valid-for 7d --key "$KEY_A" "$p/r1.deb" >/dev/null || { echo "publishing the expired tree failed"; return 1; }
 	rm -rf "$OUT"/.oneiric-publish-state.*
@@ -306,8 +313,8 @@ rpm_k() { # every published .rpm verifies against the published key; unsigned on
 	local db=$W/rpmdb f out n=0
 	rm -rf "$db"
 	mkdir -p "$db"
-	rpm --dbpath "$db" --import "$OUT/r1/keys/oneiric-archive-keyring.asc" || { echo "rpm --import failed"; return 1; }
-	for f in "$OUT"/{r1,r2,r3,rot1}/rpm/*.rpm; do
+	rpm --dbpath "$db" --import "$OUT/rot1/keys/oneiric-archive-keyring.asc" || { echo "rpm --import failed"; return 1; }
+	for f in "$OUT"/{r1,r2,r3,rot1,rot2}/rpm/*.rpm; do
 		out=$(rpm --dbpath "$db" -K "$f" 2>&1) || { echo "$out"; return 1; }
 		grep -q 'signatures OK' <<<"$out" || { echo "not signed: $out"; return 1; }
 		n=$((n + 1))

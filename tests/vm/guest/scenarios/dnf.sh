@@ -15,11 +15,11 @@ command -v dnf >/dev/null || fail "no dnf in the guest image (build-image.sh ins
 if dpkg-query -W oneiric >/dev/null 2>&1; then apt-get purge -y oneiric </dev/null; fi
 if rpm -q oneiric >/dev/null 2>&1; then rpm -e oneiric; fi
 rpm -q oneiric-vmtest-system-provides >/dev/null 2>&1 || rpm -i "$REPOS/vmtest-system-provides.rpm"
-reposdir=$(dnf --version >/dev/null 2>&1; for d in /etc/yum.repos.d /etc/dnf/repos.d; do [ -d "$d" ] && { echo "$d"; break; }; done)
-[ -n "$reposdir" ] || { mkdir -p /etc/yum.repos.d; reposdir=/etc/yum.repos.d; }
+reposdir=/etc/yum.repos.d
+mkdir -p "$reposdir"
 trap 'rm -f "$reposdir/oneiric.repo"; rm -rf /srv/tampered-rpm' EXIT
 # --releasever: dnf reads it from the package providing system-release, which no Debian has.
-DNF=(dnf -y --releasever=13 --setopt=install_weak_deps=False)
+DNF=(dnf -y --releasever=13 --setopt=install_weak_deps=False "--setopt=reposdir=$reposdir")
 publish_tree r1
 # README, "Fedora, RHEL": the .repo file from the server.
 cp "$SERVED/oneiric.repo" "$reposdir/oneiric.repo"
