@@ -178,7 +178,8 @@ fi
 if [ ${#RPMS[@]} -gt 0 ]; then
 	mkdir -p "$OUT/rpm"
 	for r in "${RPMS[@]}"; do
-		dst=$OUT/rpm/$(basename "$r")
+		# The canonical file name, whatever the input was called.
+		dst=$OUT/rpm/$(rpm -qp --qf '%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm' "$r" 2>/dev/null)
 		cp "$r" "$dst.tmp"
 		# rpmsign signs with the first key (an rpm header has one OpenPGP signature
 		# slot per kind); the repository metadata is signed by all of them.

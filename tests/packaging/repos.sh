@@ -321,7 +321,7 @@ rpm_k() { # every published .rpm verifies against the published key; unsigned on
 	done
 	out=$(rpm --dbpath "$db" -K "$RPM" 2>&1)
 	! grep -q 'signatures OK' <<<"$out" || { echo "the unsigned input verifies as signed?"; return 1; }
-	cp "$OUT/r1/rpm/$(basename "$RPM")" "$W/t.rpm"
+	cp "$(find "$OUT/r1/rpm" -name 'oneiric-*.rpm' | head -n 1)" "$W/t.rpm"
 	printf 'X' | dd of="$W/t.rpm" bs=1 seek=$(($(stat -c %s "$W/t.rpm") - 100)) conv=notrunc 2>/dev/null
 	if rpm --dbpath "$db" -K "$W/t.rpm" >/dev/null 2>&1; then echo "a corrupted package verifies"; return 1; fi
 	echo "rpm -K: $n packages, digests signatures OK"
