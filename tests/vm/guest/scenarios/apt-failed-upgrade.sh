@@ -37,7 +37,14 @@ expect_eq "InvocationID (not restarted)" "$(prop InvocationID)" "$inv"
 expect_eq "MainPID (not restarted)" "$(main_pid)" "$pid"
 expect_eq "/healthz" "$(http_code /healthz)" 200
 expect_eq "pinned provider kept" "$(http_get /v1/resolve/adapter/cache | json_field provider)" alt
-entry_flag cache paused || fail "pause lost by the failed upgrade"
+# The CLI reads /etc/oneiric too, so while the new default is there it refuses (what the
+# user sees when they look); the state itself is read with a fixed copy of the settings.
+if oneiric status --json >/dev/null 2>&1; then fail "oneiric status accepted the settings the new version refuses"; fi
+rm -rf /tmp/oneiric-fixed && cp -a /etc/oneiric /tmp/oneiric-fixed
+sed -i '/^retention_days:/d' /tmp/oneiric-fixed/events.yml
+oneiric status --json --config /tmp/oneiric-fixed | tr -d ' \n' | grep '"key":"cache"[^}]*"paused":true' >/dev/null ||
+  fail "pause lost by the failed upgrade"
+rm -rf /tmp/oneiric-fixed
 expect_eq "lifecycle_status.json" "$(sha256sum /var/lib/oneiric/lifecycle_status.json)" "$lc_before"
 note "previous version $oldv still running (pid $pid)"
 
