@@ -60,7 +60,7 @@ repack_deb() {
 	tmp=$(mktemp -d)
 	dpkg-deb -R "$1" "$tmp/x"
 	sed -i "s/^Version: .*/Version: $3/" "$tmp/x/DEBIAN/control"
-	(cd "$tmp/x" && "$4")
+	(cd "$tmp/x" && "$4") || { echo "editing $1 failed"; rm -rf "$tmp"; return 1; }
 	(cd "$tmp/x" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' md5sum >DEBIAN/md5sums)
 	dpkg-deb --root-owner-group -Zxz -b "$tmp/x" "$2" >/dev/null
 	rm -rf "$tmp"
@@ -71,7 +71,10 @@ repack_rpm() {
 	local tmp in=$1 tag body
 	tmp=$(mktemp -d)
 	mkdir -p "$tmp/root" "$tmp/top"
-	(cd "$tmp/root" && rpm2cpio "$in" | cpio -idm --quiet && "$4")
+	# Not a pipeline: cpio stops at its trailer and rpm2cpio may die of SIGPIPE, which
+	# pipefail would turn into a skipped edit.
+	rpm2cpio "$in" >"$tmp/payload.cpio" || { rm -rf "$tmp"; return 1; }
+	(cd "$tmp/root" && cpio -idm --quiet <"$tmp/payload.cpio" && "$4") || { echo "unpacking or editing $in failed"; rm -rf "$tmp"; return 1; }
 	q() { rpm -qp --qf "$1" "$in" 2>/dev/null; }
 	{
 		echo "Name: $(q '%{NAME}')"
@@ -132,6 +135,17 @@ make_releases() {
 	repack_rpm "$RPM" "$OUT/pkgs/r2.rpm" "$rv+next1" edit_r2 || return 1
 	repack_rpm "$RPM" "$OUT/pkgs/r3.rpm" "$rv+next2" edit_r3 || return 1
 	dpkg --compare-versions "$(dpkg-deb -f "$OUT/pkgs/r2.deb" Version)" gt "$dv" || { echo "R2 .deb not higher"; return 1; }
+	local f
+	for f in r2.deb r3.deb; do
+		dpkg-deb --fsys-tarfile "$OUT/pkgs/$f" | tar -xO ./etc/oneiric/app.yml | grep '^# New in the next release' >/dev/null ||
+			{ echo "$f: app.yml has no new default"; return 1; }
+	done
+	for f in r2.rpm r3.rpm; do
+		rpm2cpio "$OUT/pkgs/$f" >"$OUT/pkgs/t.cpio" || return 1
+		cpio -i --quiet --to-stdout ./etc/oneiric/app.yml <"$OUT/pkgs/t.cpio" | grep '^# New in the next release' >/dev/null ||
+			{ echo "$f: app.yml has no new default"; return 1; }
+	done
+	rm -f "$OUT/pkgs/t.cpio"
 }
 # The test-only package that stands for the system in the Debian guest's rpm database.
 # shellcheck disable=SC2317 # run through make_all
@@ -281,7 +295,7 @@ apt_release_fields() {
 	gpgv --keyring "$OUT/r1/keys/oneiric-archive-keyring.gpg" "$r/Release.gpg" "$r/Release" 2>/dev/null ||
 		{ echo "Release.gpg does not verify"; return 1; }
 	# No SHA-1 signature digest (apt's "weak digest" warning).
-	gpg --batch --list-packets "$r/Release.gpg" 2>/dev/null | grep -q 'digest algo 10' || { echo "Release.gpg is not SHA512"; return 1; }
+	gpg --batch --list-packets "$r/Release.gpg" 2>/dev/null | grep 'digest algo 10' >/dev/null || { echo "Release.gpg is not SHA512"; return 1; }
 }
 t_check repo-apt-release apt_release_fields
 # shellcheck disable=SC2317 # run through t_check
@@ -360,7 +374,7 @@ keyring_pkg() {
 	k1=$OUT/r1/apt/pool/main/o/oneiric-archive-keyring/oneiric-archive-keyring_1_all.deb
 	k2=$OUT/rot1/apt/pool/main/o/oneiric-archive-keyring/oneiric-archive-keyring_2_all.deb
 	if [ ! -f "$k1" ] || [ ! -f "$k2" ]; then echo "no keyring packages in the pools"; return 1; fi
-	dpkg-deb -c "$k1" | grep -q ' ./usr/share/keyrings/oneiric-archive-keyring.gpg$' || { echo "keyring .deb lacks the keyring"; return 1; }
+	dpkg-deb -c "$k1" | grep ' ./usr/share/keyrings/oneiric-archive-keyring.gpg$' >/dev/null || { echo "keyring .deb lacks the keyring"; return 1; }
 	lintian --no-cfg --display-level '>=warning' "$k1" "$k2" >"$W/lintian-keyring.txt" 2>&1
 	! grep -E '^[EW]: ' "$W/lintian-keyring.txt" || return 1
 	[ "$(dpkg-deb --fsys-tarfile "$k2" | tar -xO ./usr/share/keyrings/oneiric-archive-keyring.gpg | gpg --batch --with-colons --show-keys 2>/dev/null | grep -c '^pub:')" = 2 ] ||
