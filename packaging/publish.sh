@@ -196,6 +196,7 @@ baseurl=$BASE_URL/rpm
 enabled=1
 gpgcheck=1
 repo_gpgcheck=1
+skip_if_unavailable=False
 gpgkey=$BASE_URL/keys/oneiric-archive-keyring.asc
 EOF
 fi

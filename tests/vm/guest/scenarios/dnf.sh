@@ -56,6 +56,7 @@ if "${DNF[@]}" --disablerepo='*' --enablerepo=oneiric --refresh makecache </dev/
   cat /tmp/dnf.out; fail "dnf accepted a tampered repomd.xml"
 fi
 cat /tmp/dnf.out
+grep -E 'GPG signature verification error|Bad GPG signature|signature' /tmp/dnf.out >/dev/null || fail "dnf does not say the repomd.xml signature is bad"
 # An unsigned package (R3, not signed) in a correctly signed repository (the tree
 # "unsigned" of tests/packaging/repos.sh): refused by gpgcheck=1.
 publish_tree unsigned
