@@ -349,7 +349,7 @@ rpm_repo() {
 		{ echo "repomd.xml.asc does not verify"; return 1; }
 	grep -q 'oneiric' <(zcat "$r"/rpm/repodata/*-primary.xml.gz) || { echo "primary.xml lists no oneiric"; return 1; }
 	local l
-	for l in 'gpgcheck=1' 'repo_gpgcheck=1' 'gpgkey=.*/keys/oneiric-archive-keyring.asc'; do
+	for l in 'gpgcheck=1' 'repo_gpgcheck=1' 'skip_if_unavailable=False' 'gpgkey=.*/keys/oneiric-archive-keyring.asc'; do
 		grep -qx "$l" "$r/oneiric.repo" || { echo "oneiric.repo lacks $l"; return 1; }
 	done
 	cp "$r/rpm/repodata/repomd.xml" "$W/repomd.xml"
