@@ -9,7 +9,7 @@
 # OUT/gnupg) A and B. Releases: R1 = the packages under test; R2 = the same packages at
 # a higher version (R1's version +next1) whose packaged default /etc/oneiric/app.yml
 # and tasks.yml changed; R3 (+next2) ships a default events.yml that fails
-# `oneiric health --probe` (the failed-upgrade scenario). R2 and R3 are the R1 packages
+# `oneiric health --pre-start` (the failed-upgrade scenario). R2 and R3 are the R1 packages
 # repacked with the new version and files (dpkg-deb; rpmbuild from the payload with
 # the same scriptlets and attributes): the binary is byte-identical, which keeps the
 # second release at seconds instead of a second optimised build.
@@ -116,11 +116,11 @@ edit_r2() {
 	printf '%s\n' '# New in the next release: tasks.yml changed too (test fixture).' >>etc/oneiric/tasks.yml
 }
 # R3: on top of R2, a default events.yml the settings loader refuses (an unknown key):
-# the new version's `health --probe` fails.
+# the new version's `health --pre-start` fails.
 # shellcheck disable=SC2317 # run by repack_deb/repack_rpm
 edit_r3() {
 	edit_r2
-	printf '%s\n' 'retention_days: 7   # unknown key: this release fails health --probe (test fixture)' >>etc/oneiric/events.yml
+	printf '%s\n' 'retention_days: 7   # unknown key: this release fails health --pre-start (test fixture)' >>etc/oneiric/events.yml
 }
 # shellcheck disable=SC2317 # run through make_all
 make_releases() {

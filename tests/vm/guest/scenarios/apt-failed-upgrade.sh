@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # vm: needs=deb repos=1 after=apt-repo,apt-rotation boot=2 order=42 dists=all
 # 12. A failed upgrade (issue 17): the next release (R3) ships a default events.yml that
-#     its `oneiric health --probe` refuses. The .deb's postinst runs the new binary's
+#     its `oneiric health --pre-start` refuses. The .deb's postinst runs the new binary's
 #     health check (as the unit would: user oneiric, the environment file) BEFORE it
 #     restarts anything; it fails, so the running previous version is NOT restarted:
 #     it keeps serving with its state, apt-get reports the error with postinst's
