@@ -110,7 +110,8 @@ trap cleanup EXIT
 
 PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,initramfs-tools
 PKGS+=,apparmor,procps,iproute2,curl,ca-certificates,adduser,passwd,less,libsqlite3-0
-if [ "$DIST" = trixie ]; then PKGS+=,rpm; fi
+# trixie: rpm for the rpm scenario, dnf (and gpg, for repo_gpgcheck) for the dnf one.
+if [ "$DIST" = trixie ]; then PKGS+=,rpm,dnf,gpg; fi
 
 log "debootstrap (minbase) into $ROOT"
 t0=$SECONDS
@@ -127,7 +128,9 @@ in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DE
 for tool in systemd-analyze aa-status curl ss pgrep runuser journalctl; do
   in_root sh -c "command -v $tool" >/dev/null || { log "guest lacks $tool"; exit 1; }
 done
-if [ "$DIST" = trixie ]; then in_root sh -c 'command -v rpm' >/dev/null || { log "guest lacks rpm"; exit 1; }; fi
+if [ "$DIST" = trixie ]; then
+  for tool in rpm dnf gpg; do in_root sh -c "command -v $tool" >/dev/null || { log "guest lacks $tool"; exit 1; }; done
+fi
 
 echo "oneiric-vm-$DIST" >"$ROOT/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 oneiric-vm-%s\n::1 localhost\n' "$DIST" >"$ROOT/etc/hosts"

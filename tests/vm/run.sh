@@ -48,8 +48,10 @@ log() { t_log "$@"; }
 #   dists=all|D,D        the dists it applies to
 #   qemu=1               needs the real kernel (AppArmor): left out with --nspawn
 #   default=0            only run when asked for with --scenario (harness self-tests)
+#   repos=1              needs the signed repository trees (tests/packaging/repos.sh) in
+#                        the payload, at /vmtest/repos
 SCEN_DIR=$HERE/guest/scenarios
-declare -A S_NEEDS S_AFTER S_BOOT S_REBOOT S_ORDER S_DISTS S_QEMU S_DEFAULT
+declare -A S_NEEDS S_AFTER S_BOOT S_REBOOT S_ORDER S_DISTS S_QEMU S_DEFAULT S_REPOS
 ALL_SCENARIOS=""
 load_scenarios() {
   local f name hdr kv k v
@@ -58,7 +60,7 @@ load_scenarios() {
     hdr=$(grep -m1 '^# vm:' "$f" || true)
     [ -n "$hdr" ] || { echo "$f: no '# vm:' header line" >&2; exit 2; }
     S_NEEDS[$name]=deb S_AFTER[$name]="" S_BOOT[$name]=1 S_REBOOT[$name]=0 S_ORDER[$name]=50
-    S_DISTS[$name]=all S_QEMU[$name]=0 S_DEFAULT[$name]=1
+    S_DISTS[$name]=all S_QEMU[$name]=0 S_DEFAULT[$name]=1 S_REPOS[$name]=0
     for kv in ${hdr#"# vm:"}; do
       k=${kv%%=*} v=${kv#*=}
       case "$k" in
@@ -70,6 +72,7 @@ load_scenarios() {
         dists) S_DISTS[$name]=${v//,/ };;
         qemu) S_QEMU[$name]=$v;;
         default) S_DEFAULT[$name]=$v;;
+        repos) S_REPOS[$name]=$v;;
         *) echo "$f: unknown header key '$k'" >&2; exit 2;;
       esac
     done
@@ -171,9 +174,12 @@ if [ "$PLAN_ONLY" = 1 ]; then
   done
   exit 0
 fi
-needs() { # needs deb|rpm NAME... -> true if one of the scenarios needs that package
-  local what=$1 name; shift
-  for name in "$@"; do [ "${S_NEEDS[$name]}" = "$what" ] && return 0; done
+needs() { # needs deb|rpm|repos NAME... -> true if one of the scenarios needs that
+  local what=$1 name; shift        # (the repository trees are made from both packages)
+  for name in "$@"; do
+    [ "${S_REPOS[$name]}" = 1 ] && return 0
+    [ "$what" != repos ] && [ "${S_NEEDS[$name]}" = "$what" ] && return 0
+  done
   return 1
 }
 
@@ -319,6 +325,19 @@ if [ -n "$RPM" ]; then
   make_old_rpm "$RPM" "$OLD_RPM" || { log "could not rebuild $RPM with a lower version"; OLD_RPM=""; }
 fi
 
+# The signed repositories of issue 17 (tests/packaging/repos.sh, as the packaging stage
+# checks them), seen by the guests at /vmtest/repos: made once per run on the host.
+REPOS_DIR=""
+if needs repos "${ALL_PLANS[@]}" && [ -n "$DEB" ] && [ -n "$RPM" ]; then
+  t_repos=$SECONDS
+  if ONEIRIC_REPOS_BASE=/vmtest/repos bash "$REPO/tests/packaging/repos.sh" make "$RUNROOT/repos" "$DEB" "$RPM" >"$RUNROOT/repos.log" 2>&1; then
+    REPOS_DIR=$RUNROOT/repos
+    log "repository trees in $REPOS_DIR ($((SECONDS - t_repos)) s)"
+  else
+    log "tests/packaging/repos.sh make failed: $(grep -E '^FAIL ' "$RUNROOT/repos.log" | head -n 1)"
+  fi
+fi
+
 # ------------------------------------------------------------- the guests
 mkdir -p "$RUNROOT"
 W=""
@@ -450,6 +469,10 @@ run_dist() {
   if [ -n "$RPM" ]; then
     cp "$RPM" "$W/payload/pkgs/oneiric.rpm"
     [ -z "$OLD_RPM" ] || cp "$OLD_RPM" "$W/payload/pkgs/oneiric-old.rpm"
+  fi
+  if [ -n "$REPOS_DIR" ]; then
+    mkdir -p "$W/payload/repos"
+    for t in r1 r2 r3 rot1 rot2 expired unsigned vmtest-system-provides.rpm; do cp -a "$REPOS_DIR/$t" "$W/payload/repos/"; done
   fi
   {
     echo "DIST=$dist"

@@ -97,3 +97,70 @@ unit_journal_since() { journalctl --no-pager -o short-precise -u "$UNIT" --since
 json_field() { grep -o "\"$1\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n1 | sed 's/.*:[[:space:]]*"\(.*\)"/\1/'; }
 
 deb_path() { ls "$PKGS"/oneiric.deb 2>/dev/null || fail "no .deb given to the guest (see run.sh: DEB=... or packaging/build-deb.sh)"; }
+
+# --- the signed repositories (issue 17) ------------------------------------------------
+# run.sh puts the trees of tests/packaging/repos.sh in /vmtest/repos. /srv/oneiric stands
+# for the project's web server: a symlink to the tree being "published"; the user's
+# source and .repo file name file:///srv/oneiric/... and never change.
+REPOS=$VMTEST/repos
+SERVED=/srv/oneiric
+publish_tree() { # publish_tree NAME|PATH: what the "server" serves from now on
+  local t=$1
+  case "$t" in /*) ;; *) t=$REPOS/$t ;; esac
+  [ -d "$t" ] || fail "no repository tree $t"
+  mkdir -p /srv
+  ln -sfn "$t" "$SERVED"
+}
+# The guests have no network: the image's Debian sources are set aside while a scenario
+# uses apt with the project's repository only (restored by only_project_sources_end).
+only_project_sources() {
+  mkdir -p "$STATE/apt-sources-aside"
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
+    [ -e "$f" ] || continue
+    case "$f" in */oneiric.sources) continue ;; esac
+    mv "$f" "$STATE/apt-sources-aside/"
+  done
+}
+only_project_sources_end() {
+  local f
+  for f in "$STATE"/apt-sources-aside/*; do
+    [ -e "$f" ] || continue
+    case "${f##*/}" in sources.list) mv "$f" /etc/apt/ ;; *) mv "$f" /etc/apt/sources.list.d/ ;; esac
+  done
+}
+# apt_update_clean: `apt-get update` that must succeed without any warning.
+apt_update_clean() {
+  local out
+  out=$(apt-get update 2>&1) || { echo "$out"; fail "apt-get update failed: $(grep -E '^(E|W): ' <<<"$out" | head -n 2 | tr '\n' ' ')"; }
+  echo "$out"
+  if grep -E '^(W|E|N): ' <<<"$out"; then fail "apt-get update printed warnings: $(grep -E '^(W|E|N): ' <<<"$out" | head -n 2 | tr '\n' ' ')"; fi
+}
+# The upgrade a user runs, without prompts (README "Upgrades"): keep edited conffiles,
+# take the new default of the unedited ones.
+# shellcheck disable=SC2034 # used by the scenarios
+APT_UPGRADE=(apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+entry_flag() { # entry_flag KEY FLAG -> true if status shows FLAG true for KEY
+  oneiric status --json | tr -d ' \n' | grep "\"key\":\"$1\"[^}]*\"$2\":true" >/dev/null
+}
+repo_version() { # repo_version TREE: the oneiric version that tree's APT repository has
+  awk '/^Package: / { p = ($2 == "oneiric") } p && /^Version: / { print $2; exit }' "$REPOS/$1/apt/dists/stable/main/binary-amd64/Packages"
+}
+# apt_update_refused WHAT PATTERN: `apt-get update` refuses the served tree and says why
+# (PATTERN). A repository whose lists verified before keeps its previous lists and apt
+# only warns ("The repository is not updated and the previous index files will be
+# used", exit 0; an expired Release is an error, exit 100), so this also checks that
+# `apt-get update --error-on=any`, what a script runs (README), exits non-zero.
+apt_update_refused() {
+  local what=$1 pat=$2 out rc=0
+  out=$(apt-get update 2>&1) || rc=$?
+  echo "$out"
+  grep -E "$pat" <<<"$out" >/dev/null || fail "$what: apt-get update does not say '$pat'"
+  grep -E '^(W|E): ' <<<"$out" >/dev/null || fail "$what: apt-get update printed no W:/E: line"
+  note "$what: apt-get update exited $rc: $(grep -E '^(E|W): ' <<<"$out" | head -n 1)"
+  rc=0
+  out=$(apt-get update --error-on=any 2>&1) || rc=$?
+  echo "$out"
+  if grep -i 'not understood' <<<"$out"; then fail "this apt has no --error-on=any"; fi
+  [ "$rc" != 0 ] || fail "$what: apt-get update --error-on=any exited 0"
+}
