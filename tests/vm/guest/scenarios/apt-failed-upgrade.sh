@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# vm: needs=deb repos=1 after=apt-repo,apt-rotation boot=2 order=42 dists=all
+# vm: needs=deb repos=1 after=apt-repo,apt-rotation boot=2 order=42 dists=bookworm
 # 12. A failed upgrade (issue 17): the next release (R3) ships a default events.yml that
 #     its `oneiric health --pre-start` refuses. The .deb's postinst runs the new binary's
 #     health check (as the unit would: user oneiric, the environment file) BEFORE it

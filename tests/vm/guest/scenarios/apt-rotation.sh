@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# vm: needs=deb repos=1 after=apt-repo boot=2 order=41 dists=all
+# vm: needs=deb repos=1 after=apt-repo boot=2 order=41 dists=bookworm
 # 11. Key rotation through the oneiric-archive-keyring package (issue 17): the tree
 #     signed by the next key B alone is refused with keyring 1 (key A); the publisher
 #     first ships keyring 2 (A and B) in a tree still signed by A, `apt-get upgrade`
