@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-STAGES=${ONEIRIC_TEST_STAGES:-"shell rust bench packaging nix vm"}
+STAGES=${ONEIRIC_TEST_STAGES:-"shell rust msrv bench packaging nix vm"}
 T_LOG_TAG=run-all
 # shellcheck source=tests/lib.sh
 . "$REPO/tests/lib.sh"
@@ -81,6 +81,9 @@ stage_rust() {
 }
 # Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
 # themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md).
+# The declared rust-version, built with Debian's rustc of that version in a cached chroot.
+# shellcheck disable=SC2317 # run as "stage_$s" below
+stage_msrv() { sh tests/msrv/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_bench() { bash tests/bench/run.sh --smoke; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
@@ -93,7 +96,7 @@ stage_vm() { bash tests/vm/run.sh; }
 results=()
 for s in $STAGES; do
 	if ! declare -F "stage_$s" >/dev/null; then
-		results+=("FAIL|stage $s|no such stage (known: shell rust bench packaging nix vm)")
+		results+=("FAIL|stage $s|no such stage (known: shell rust msrv bench packaging nix vm)")
 		continue
 	fi
 	echo "=== stage $s ==="

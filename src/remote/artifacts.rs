@@ -113,10 +113,10 @@ async fn sync_one(
     limit: u64,
 ) -> Result<PathBuf, String> {
     let path = artifact_path(cache_dir, uri, sha)?;
-    if let Ok(existing) = std::fs::read(&path)
-        && digest_hex(&existing) == sha
-    {
-        return Ok(path);
+    if let Ok(existing) = std::fs::read(&path) {
+        if digest_hex(&existing) == sha {
+            return Ok(path);
+        }
     }
     if !(uri.starts_with("https://") || uri.starts_with("http://")) {
         return Err(format!("`{uri}` is not an http(s) URI"));
