@@ -4,6 +4,7 @@
 #   packaging/chroot.sh path NAME             build (or reuse) chroot NAME, print its directory
 #   packaging/chroot.sh run NAME SRC CMD...   run CMD in it with SRC bind-mounted at /build/oneiric
 #                                             (cwd), /proc, /dev and /sys mounted, offline cargo
+#                                             (ONEIRIC_CHROOT_HOSTBIN: a host dir put last on PATH)
 #
 # Chroots (recipes below; each is a minbase debootstrap plus apt-get install):
 #   msrv    Debian 13 trixie, rustc/cargo 1.85 (Debian's `rustc`), gcc, libsqlite3-dev: the
@@ -59,7 +60,7 @@ recipe() {
 		;;
 	arm64)
 		DIST=bookworm FOREIGN=arm64
-		PKGS="rustc-web cargo-web libstd-rust-web-dev:arm64 gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross libc6-dev pkg-config libsqlite3-dev:arm64 qemu-user-static ca-certificates"
+		PKGS="rustc-web cargo-web libstd-rust-web-dev:arm64 gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross libc6-dev pkg-config libsqlite3-dev:arm64 dpkg-dev qemu-user-static ca-certificates"
 		CHECK="rustc --version && cargo --version && test -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib"
 		;;
 	*) echo "usage: $0 path|run msrv|arm64 ..." >&2; exit 2 ;;
@@ -154,8 +155,15 @@ chroot_run() {
 	mount -t sysfs sysfs "$root/sys"
 	mount --bind "$SRC" "$root/build/oneiric"
 	mount --bind "$V" "$root/vendor"
+	# ONEIRIC_CHROOT_HOSTBIN: a host directory of tools (cargo-deb) put last on the PATH.
+	path=/usr/sbin:/usr/bin:/sbin:/bin
+	if [ -n "${ONEIRIC_CHROOT_HOSTBIN:-}" ]; then
+		mkdir -p "$root/hostbin"
+		mount --bind -o ro "$ONEIRIC_CHROOT_HOSTBIN" "$root/hostbin"
+		path=$path:/hostbin
+	fi
 	rc=0
-	chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+	chroot "$root" /usr/bin/env -i PATH="$path" HOME=/root \
 		CARGO_HOME=/cargo \
 		${SOURCE_DATE_EPOCH:+SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH} \
 		sh -ec 'cd /build/oneiric && exec "$@"' sh "$@" || rc=$?
