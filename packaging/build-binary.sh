@@ -1,12 +1,19 @@
 #!/bin/sh
 # Build the release binary that both packages ship, for the glibc baseline:
-#   packaging/build-binary.sh        prints the binary's path (last line)
+#   packaging/build-binary.sh [amd64|x86_64|arm64|aarch64]   prints the binary's path (last line)
+# (default: the host's architecture).
 #
 # x86_64: cargo-zigbuild with Zig (PyPI `ziglang`, both installed here when
 # missing, at pinned versions) for the target x86_64-unknown-linux-gnu.2.28, so
 # no symbol newer than GLIBC_2.28 is needed (RHEL 8, Debian 11, Ubuntu 20.04 and
 # newer). It still links the system SQLite (libsqlite3.so.0) through pkg-config.
-# Other architectures: a plain `cargo build --release` (no baseline promised).
+# aarch64: Debian's own cross toolchain in the `arm64` chroot of packaging/chroot.sh
+# (Debian 12: rustc-web 1.96 with libstd-rust-web-dev:arm64, gcc-aarch64-linux-gnu,
+# libsqlite3-dev:arm64; cached under /var/tmp/oneiric-chroot), offline against the
+# crates of Cargo.lock vendored on the host (as root). It links against Debian 12's
+# glibc 2.36, which sets the baseline GLIBC_BASELINE_AARCH64: every glibc linked since
+# 2.34 (where libpthread moved into libc) makes the binary need __libc_start_main@GLIBC_2.34
+# (RHEL 9, Ubuntu 22.04, Debian 12 and newer); see packaging/README.md.
 #
 # Reproducible: SOURCE_DATE_EPOCH defaults to the commit time (git), and paths of
 # this checkout and of the cargo home are remapped, so two checkouts of one commit
@@ -18,6 +25,14 @@ cd "$(dirname "$0")/.."
 CARGO_ZIGBUILD_VERSION=0.24.1
 ZIGLANG_VERSION=0.17.1
 GLIBC_BASELINE=2.28
+# shellcheck disable=SC2034 # read (sed) by build-deb.sh and tests/packaging/run.sh
+GLIBC_BASELINE_AARCH64=2.34
+
+case "${1:-$(uname -m)}" in
+amd64 | x86_64) ONEIRIC_TARGET=x86_64-unknown-linux-gnu ;;
+arm64 | aarch64) ONEIRIC_TARGET=aarch64-unknown-linux-gnu ;;
+*) echo "usage: $0 [amd64|x86_64|arm64|aarch64]" >&2; exit 2 ;;
+esac
 
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) ||
@@ -31,9 +46,8 @@ CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$(pwd)=/build/oneiric --remap-path-prefix=$CARGO_HOME=/cargo"
 export RUSTFLAGS
 
-case "$(uname -m)" in
-x86_64)
-	ONEIRIC_TARGET=x86_64-unknown-linux-gnu
+case "$ONEIRIC_TARGET-$(uname -m)" in
+x86_64-unknown-linux-gnu-x86_64)
 	if ! cargo zigbuild --version 2>/dev/null | grep -q " $CARGO_ZIGBUILD_VERSION"; then
 		cargo install --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION" >&2
 	fi
@@ -57,9 +71,26 @@ x86_64)
 	RUSTFLAGS="$RUSTFLAGS -C link-arg=-Wl,--allow-shlib-undefined"
 	cargo zigbuild --release --locked --target "$ONEIRIC_TARGET.$GLIBC_BASELINE" >&2
 	;;
+aarch64-unknown-linux-gnu-*)
+	# In the chroot the checkout is /build/oneiric and the crates are /vendor: fixed paths,
+	# so the binary does not depend on where this checkout is. Its own target directory:
+	# the chroot's rustc is not the host's.
+	[ "$(id -u)" = 0 ] || { echo "build-binary: the aarch64 build needs root (chroot)" >&2; exit 1; }
+	packaging/chroot.sh run arm64 . sh -ec '
+		export CARGO_TARGET_DIR=/build/oneiric/target/arm64-chroot
+		export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+		export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+		export PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+		export SQLITE3_LIB_DIR=/usr/lib/aarch64-linux-gnu
+		export RUSTFLAGS="--remap-path-prefix=/vendor=/cargo/vendor"
+		rustc --version
+		cargo build --release --locked --offline --target aarch64-unknown-linux-gnu' >&2
+	mkdir -p "target/$ONEIRIC_TARGET/release"
+	cp "target/arm64-chroot/$ONEIRIC_TARGET/release/oneiric" "target/$ONEIRIC_TARGET/release/oneiric"
+	;;
 *)
-	ONEIRIC_TARGET=$(rustc -vV | sed -n 's/^host: //p')
-	cargo build --release --locked --target "$ONEIRIC_TARGET" >&2
+	echo "build-binary: $ONEIRIC_TARGET is built on an x86_64 host only" >&2
+	exit 1
 	;;
 esac
 ONEIRIC_BIN=target/$ONEIRIC_TARGET/release/oneiric

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Build the .deb from a clean clone, in one command:
-#   packaging/build-deb.sh
+#   packaging/build-deb.sh [amd64|x86_64|arm64|aarch64]     (default: the host's)
+# arm64 on an x86_64 host (as root): the binary is built in the arm64 chroot
+# (build-binary.sh), and this script runs again inside that chroot to package it,
+# where dpkg-shlibdeps finds the arm64 libc6 and libsqlite3-0 it depends on.
 # Installs cargo-deb if missing, builds the release binary once for the glibc
 # baseline (build-binary.sh), generates the man pages and completions
 # (build-assets.sh), then packages without rebuilding. Reproducible: file times
@@ -19,13 +22,27 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 
-bin=$(packaging/build-binary.sh)
+case "${1:-$(dpkg --print-architecture)}" in
+amd64 | x86_64) arch=amd64 ;;
+arm64 | aarch64) arch=arm64 ;;
+*) echo "usage: $0 [amd64|x86_64|arm64|aarch64]" >&2; exit 2 ;;
+esac
+if [ -n "${ONEIRIC_IN_CHROOT:-}" ]; then
+	bin=target/aarch64-unknown-linux-gnu/release/oneiric
+elif [ "$arch" != "$(dpkg --print-architecture)" ]; then
+	packaging/build-binary.sh "$arch" >/dev/null
+	ONEIRIC_CHROOT_HOSTBIN=$(dirname "$(command -v cargo-deb)")
+	export ONEIRIC_CHROOT_HOSTBIN
+	exec packaging/chroot.sh run "$arch" . env ONEIRIC_IN_CHROOT=1 ONEIRIC_BIN_RUN=qemu-aarch64-static \
+		packaging/build-deb.sh "$arch"
+else
+	bin=$(packaging/build-binary.sh "$arch")
+fi
 target=$(basename "$(dirname "$(dirname "$bin")")")
 packaging/build-assets.sh "$bin"
 
 mkdir -p target/debian
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-arch=$(dpkg --print-architecture)
 deb="target/debian/oneiric_${version}-1_${arch}.deb"
 # $auto (dpkg-shlibdeps) against the glibc baseline: Debian's libc6 symbols file
 # raised the minimum of sysconf@GLIBC_2.2.5 to 2.34, because a binary compiled with
@@ -34,8 +51,14 @@ deb="target/debian/oneiric_${version}-1_${arch}.deb"
 # is at most the baseline the minimum is clamped to the baseline; dpkg-shlibdeps then
 # computes libc6 (>= X) from the binary's symbols as always. It reads that one file
 # from a copy of the dpkg database (DPKG_ADMINDIR: symlinks but for that file).
-baseline=$(sed -n 's/^GLIBC_BASELINE=//p' packaging/build-binary.sh)
-if [ "$target" = x86_64-unknown-linux-gnu ] && [ -n "$baseline" ]; then
+# The same clamp for aarch64, to GLIBC_BASELINE_AARCH64 (applied in the arm64 chroot, whose
+# dpkg database has the arm64 libc6).
+case "$target" in
+x86_64-unknown-linux-gnu) baseline=$(sed -n 's/^GLIBC_BASELINE=//p' packaging/build-binary.sh) ;;
+aarch64-unknown-linux-gnu) baseline=$(sed -n 's/^GLIBC_BASELINE_AARCH64=//p' packaging/build-binary.sh) ;;
+*) baseline= ;;
+esac
+if [ -n "$baseline" ]; then
 	admin=$(pwd)/target/dpkg-admin-glibc-$baseline
 	rm -rf "$admin"
 	mkdir -p "$admin"

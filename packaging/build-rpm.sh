@@ -1,6 +1,10 @@
 #!/bin/sh
 # Build the .rpm from a clean clone, in one command:
-#   packaging/build-rpm.sh
+#   packaging/build-rpm.sh [x86_64|amd64|aarch64|arm64]     (default: the host's)
+# aarch64 on an x86_64 host (as root): the binary is built in the arm64 chroot
+# (build-binary.sh), which also runs it (qemu-user) for the man pages and completions;
+# the library Requires come from rpm's find-requires (elfdeps reads any ELF), since
+# cargo-generate-rpm's built-in auto-req runs ldd, which cannot read a foreign binary.
 # Installs cargo-generate-rpm if missing, builds the release binary once for the
 # glibc baseline (build-binary.sh), generates the man pages and completions
 # (build-assets.sh), then packages. Reproducible: file times and the build time
@@ -19,16 +23,29 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 
-bin=$(packaging/build-binary.sh)
+case "${1:-$(uname -m)}" in
+amd64 | x86_64) arch=x86_64 ;;
+arm64 | aarch64) arch=aarch64 ;;
+*) echo "usage: $0 [x86_64|amd64|aarch64|arm64]" >&2; exit 2 ;;
+esac
+bin=$(packaging/build-binary.sh "$arch")
 target=$(basename "$(dirname "$(dirname "$bin")")")
-packaging/build-assets.sh "$bin"
+set --
+if [ "$arch" = "$(uname -m)" ]; then
+	packaging/build-assets.sh "$bin"
+else
+	packaging/chroot.sh run arm64 . env ONEIRIC_BIN_RUN=qemu-aarch64-static packaging/build-assets.sh "$bin"
+	command -v /usr/lib/rpm/find-requires >/dev/null ||
+		{ echo "build-rpm: /usr/lib/rpm/find-requires missing (apt-get install rpm)" >&2; exit 1; }
+	set -- --auto-req find-requires
+fi
 
 mkdir -p target/generate-rpm
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-arch=$(uname -m)
 rpm="target/generate-rpm/oneiric-$version-1.$arch.rpm"
 # --target: the assets' target/release/ paths are read from target/$target/release/.
 # --payload-compress: xz for the widest rpm compatibility (RHEL 9, openSUSE).
-cargo generate-rpm --target "$target" --payload-compress xz --source-date "$SOURCE_DATE_EPOCH" -o "$rpm"
+cargo generate-rpm --target "$target" --arch "$arch" "$@" --payload-compress xz \
+	--source-date "$SOURCE_DATE_EPOCH" -o "$rpm"
 [ -f "$rpm" ] || { echo "build-rpm: $rpm was not written" >&2; exit 1; }
 echo "$rpm"

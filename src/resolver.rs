@@ -442,12 +442,12 @@ impl Snapshot {
             });
         }
         let mut notes = Vec::new();
-        if let Some(p) = sel
-            && !entry.ranked.iter().any(|c| c.provider == p)
-        {
-            notes.push(format!(
-                "selection override `{p}` matches no candidate; ranking applies"
-            ));
+        if let Some(p) = sel {
+            if !entry.ranked.iter().any(|c| c.provider == p) {
+                notes.push(format!(
+                    "selection override `{p}` matches no candidate; ranking applies"
+                ));
+            }
         }
         let mut selected = None;
         let candidates = order

@@ -149,15 +149,16 @@ impl Settings {
                 crate::manifest::MAX_MANIFEST_BYTES
             ));
         }
-        if let Some(url) = &r.manifest_url
-            && !(url.starts_with("https://")
+        if let Some(url) = &r.manifest_url {
+            if !(url.starts_with("https://")
                 || url.starts_with("http://")
                 || url.starts_with('/')
                 || url.starts_with("file://"))
-        {
-            return Err(format!(
-                "remote.manifest_url: `{url}` is not an https:// URL or an absolute path"
-            ));
+            {
+                return Err(format!(
+                    "remote.manifest_url: `{url}` is not an https:// URL or an absolute path"
+                ));
+            }
         }
         if r.refresh_interval == 0 {
             return Err("remote.refresh_interval: must be at least 1 second".into());

@@ -44,10 +44,10 @@ pub fn watchdog() {
 /// `WATCHDOG_PID`, when set, must name this process.
 pub fn watchdog_interval() -> Option<std::time::Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID")
-        && pid.trim().parse::<u32>().ok() != Some(std::process::id())
-    {
-        return None;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
     }
     (usec > 0).then(|| std::time::Duration::from_micros(usec))
 }

@@ -297,10 +297,10 @@ impl StateOwner {
 
     fn persist_activations(&self, inner: &mut Inner, snapshot: &Snapshot, done: &[Activation]) {
         // An unchanged status is not rewritten: no fsync on every refresh tick.
-        if lifecycle::apply(&mut inner.lifecycle, snapshot, done)
-            && let Err(e) = inner.lifecycle.save(&self.state_dir)
-        {
-            tracing::error!(oneiric_event = "state_write_failed", "{e}");
+        if lifecycle::apply(&mut inner.lifecycle, snapshot, done) {
+            if let Err(e) = inner.lifecycle.save(&self.state_dir) {
+                tracing::error!(oneiric_event = "state_write_failed", "{e}");
+            }
         }
         self.record_activations(done);
     }

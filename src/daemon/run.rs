@@ -129,10 +129,10 @@ pub fn run(req: LoadRequest) -> Result<(), StartError> {
         })
     })();
     // A failed first load was logged by the reload itself.
-    if let Err(e) = &result
-        && !matches!(e, StartError::Load(_))
-    {
-        tracing::error!(oneiric_event = "startup_failed", "{e}");
+    if let Err(e) = &result {
+        if !matches!(e, StartError::Load(_)) {
+            tracing::error!(oneiric_event = "startup_failed", "{e}");
+        }
     }
     // Flush pending spans while the runtime (which carries the exporter) still runs, bounded
     // well inside TimeoutStopSec.

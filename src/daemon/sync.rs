@@ -19,10 +19,10 @@ pub struct RemoteSync {
 
 impl RemoteSync {
     fn fetcher(&mut self, req: &LoadRequest, settings: &LoadedSettings) -> Option<Arc<Fetcher>> {
-        if let Some((s, f)) = &self.fetcher
-            && *s == settings.settings.remote
-        {
-            return Some(Arc::clone(f));
+        if let Some((s, f)) = &self.fetcher {
+            if *s == settings.settings.remote {
+                return Some(Arc::clone(f));
+            }
         }
         let cache = engine::cache_dir(req, settings);
         match Fetcher::new(&settings.settings.remote, &cache, &req.dirs.state, &req.env) {

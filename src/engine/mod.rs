@@ -390,11 +390,12 @@ pub fn load_with(
     for url in urls {
         push(ManifestSource::Url(url));
     }
-    if let Some(url) = &loaded.settings.remote.manifest_url
-        && let ManifestSource::Path(p) = ManifestSource::parse(url)
-        && remote_wanted(req, &loaded)
-    {
-        push(ManifestSource::Path(p));
+    if let Some(url) = &loaded.settings.remote.manifest_url {
+        if let ManifestSource::Path(p) = ManifestSource::parse(url) {
+            if remote_wanted(req, &loaded) {
+                push(ManifestSource::Path(p));
+            }
+        }
     }
 
     let mut manifests = Vec::new();
@@ -531,12 +532,14 @@ pub fn remote_urls(req: &LoadRequest, loaded: &LoadedSettings) -> Vec<String> {
             ManifestSource::Path(_) => None,
         })
         .collect();
-    if let Some(url) = &loaded.settings.remote.manifest_url
-        && remote_wanted(req, loaded)
-        && let ManifestSource::Url(u) = ManifestSource::parse(url)
-        && !urls.contains(&u)
-    {
-        urls.push(u);
+    if let Some(url) = &loaded.settings.remote.manifest_url {
+        if remote_wanted(req, loaded) {
+            if let ManifestSource::Url(u) = ManifestSource::parse(url) {
+                if !urls.contains(&u) {
+                    urls.push(u);
+                }
+            }
+        }
     }
     urls
 }

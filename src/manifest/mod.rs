@@ -94,27 +94,28 @@ impl HealthCheck {
         if set != 1 {
             return Err("health: set exactly one of tcp, http, unix".into());
         }
-        if let Some(t) = self.timeout_seconds
-            && !(t > 0.0 && t <= 300.0)
-        {
-            return Err("health.timeout_seconds: must be within (0, 300]".into());
+        if let Some(t) = self.timeout_seconds {
+            if !(t > 0.0 && t <= 300.0) {
+                return Err("health.timeout_seconds: must be within (0, 300]".into());
+            }
         }
-        if let Some(addr) = &self.tcp
-            && addr
+        if let Some(addr) = &self.tcp {
+            if addr
                 .rsplit_once(':')
                 .is_none_or(|(_, p)| p.parse::<u16>().is_err())
-        {
-            return Err(format!("health.tcp: `{addr}` is not HOST:PORT"));
+            {
+                return Err(format!("health.tcp: `{addr}` is not HOST:PORT"));
+            }
         }
-        if let Some(url) = &self.http
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(format!("health.http: `{url}` is not an http(s) URL"));
+        if let Some(url) = &self.http {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("health.http: `{url}` is not an http(s) URL"));
+            }
         }
-        if let Some(p) = &self.unix
-            && !p.starts_with('/')
-        {
-            return Err(format!("health.unix: `{p}` is not an absolute path"));
+        if let Some(p) = &self.unix {
+            if !p.starts_with('/') {
+                return Err(format!("health.unix: `{p}` is not an absolute path"));
+            }
         }
         Ok(())
     }
@@ -209,15 +210,15 @@ pub fn validate_fields(
             "provider `{provider}` does not match ^[A-Za-z0-9_.-]+$"
         ));
     }
-    if let Some(p) = priority
-        && !(-1000..=1000).contains(&p)
-    {
-        return Err(format!("priority {p} is outside -1000..=1000"));
+    if let Some(p) = priority {
+        if !(-1000..=1000).contains(&p) {
+            return Err(format!("priority {p} is outside -1000..=1000"));
+        }
     }
-    if let Some(s) = stack_level
-        && !(-100..=100).contains(&s)
-    {
-        return Err(format!("stack_level {s} is outside -100..=100"));
+    if let Some(s) = stack_level {
+        if !(-100..=100).contains(&s) {
+            return Err(format!("stack_level {s} is outside -100..=100"));
+        }
     }
     if let Some(h) = health {
         h.validate()?;
@@ -397,26 +398,25 @@ impl Entry {
         if self.factory.trim().is_empty() {
             return Err("factory is empty".into());
         }
-        if let Some(sha) = &self.sha256
-            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err("sha256 must be 64 hex digits".into());
+        if let Some(sha) = &self.sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("sha256 must be 64 hex digits".into());
+            }
         }
         if self.sha256.is_some() != self.uri.is_some() {
             return Err("uri and sha256 must be given together".into());
         }
-        if let Some(policy) = &self.event_fanout_policy
-            && policy != "broadcast"
-            && policy != "exclusive"
-        {
-            return Err(format!(
-                "event_fanout_policy `{policy}` is not broadcast or exclusive"
-            ));
+        if let Some(policy) = &self.event_fanout_policy {
+            if policy != "broadcast" && policy != "exclusive" {
+                return Err(format!(
+                    "event_fanout_policy `{policy}` is not broadcast or exclusive"
+                ));
+            }
         }
-        if let Some(layer) = &self.layer
-            && !is_valid_name(layer)
-        {
-            return Err(format!("layer `{layer}` is not a valid name"));
+        if let Some(layer) = &self.layer {
+            if !is_valid_name(layer) {
+                return Err(format!("layer `{layer}` is not a valid name"));
+            }
         }
         Ok(())
     }
@@ -436,10 +436,10 @@ impl Entry {
                     Value::Object(o) => o.get("name").and_then(Value::as_str),
                     _ => None,
                 };
-                if let Some(n) = name
-                    && !names.iter().any(|x| x == n)
-                {
-                    names.push(n.to_string());
+                if let Some(n) = name {
+                    if !names.iter().any(|x| x == n) {
+                        names.push(n.to_string());
+                    }
                 }
             }
         }

@@ -202,10 +202,10 @@ fn collect_signatures(doc: &Node) -> Result<Vec<Sig>, String> {
     let mut sigs = Vec::new();
     if let Some(s) = doc.get("signature").filter(|v| !v.is_null()) {
         let s = s.as_str().ok_or("`signature` must be a base64 string")?;
-        if let Some(alg) = doc.get("signature_algorithm").and_then(Node::as_str)
-            && !alg.eq_ignore_ascii_case("ed25519")
-        {
-            return Err(format!("unsupported signature_algorithm `{alg}`"));
+        if let Some(alg) = doc.get("signature_algorithm").and_then(Node::as_str) {
+            if !alg.eq_ignore_ascii_case("ed25519") {
+                return Err(format!("unsupported signature_algorithm `{alg}`"));
+            }
         }
         sigs.push(Sig {
             bytes: B64
@@ -221,10 +221,10 @@ fn collect_signatures(doc: &Node) -> Result<Vec<Sig>, String> {
                 .get("signature")
                 .and_then(Node::as_str)
                 .ok_or_else(|| format!("signatures[{i}].signature must be a base64 string"))?;
-            if let Some(alg) = item.get("algorithm").and_then(Node::as_str)
-                && !alg.eq_ignore_ascii_case("ed25519")
-            {
-                return Err(format!("signatures[{i}]: unsupported algorithm `{alg}`"));
+            if let Some(alg) = item.get("algorithm").and_then(Node::as_str) {
+                if !alg.eq_ignore_ascii_case("ed25519") {
+                    return Err(format!("signatures[{i}]: unsupported algorithm `{alg}`"));
+                }
             }
             let label = item
                 .get("key_id")

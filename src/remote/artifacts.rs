@@ -113,10 +113,10 @@ async fn sync_one(
     sha: &str,
 ) -> Result<PathBuf, String> {
     let path = artifact_path(cache_dir, uri, sha)?;
-    if let Ok(existing) = std::fs::read(&path)
-        && digest_hex(&existing) == sha
-    {
-        return Ok(path);
+    if let Ok(existing) = std::fs::read(&path) {
+        if digest_hex(&existing) == sha {
+            return Ok(path);
+        }
     }
     fetcher.check_scheme(uri)?;
     let message = |e: super::Attempt| match e {

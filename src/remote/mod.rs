@@ -582,12 +582,12 @@ enum Attempt {
 
 /// Reads a body up to `limit` bytes, refusing (without retry) anything larger.
 async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, Attempt> {
-    if let Some(len) = resp.content_length()
-        && len > limit
-    {
-        return Err(Attempt::Fatal(format!(
-            "body of {len} bytes exceeds the {limit}-byte limit"
-        )));
+    if let Some(len) = resp.content_length() {
+        if len > limit {
+            return Err(Attempt::Fatal(format!(
+                "body of {len} bytes exceeds the {limit}-byte limit"
+            )));
+        }
     }
     let mut out = Vec::new();
     loop {

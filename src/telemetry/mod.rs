@@ -78,13 +78,13 @@ impl Telemetry {
     /// Flushes and stops trace export within `timeout`. Blocking: call off the async threads.
     pub fn shutdown(&self, timeout: std::time::Duration) {
         #[cfg(feature = "otel")]
-        if let Some(p) = &self.provider
-            && let Err(e) = p.shutdown_with_timeout(timeout)
-        {
-            tracing::warn!(
-                oneiric_event = "otel_shutdown",
-                "OpenTelemetry flush at shutdown: {e}"
-            );
+        if let Some(p) = &self.provider {
+            if let Err(e) = p.shutdown_with_timeout(timeout) {
+                tracing::warn!(
+                    oneiric_event = "otel_shutdown",
+                    "OpenTelemetry flush at shutdown: {e}"
+                );
+            }
         }
         #[cfg(not(feature = "otel"))]
         let _ = timeout;
@@ -145,9 +145,12 @@ pub fn init(
         otel_note = "off (built without the otel feature)".into();
     }
 
-    let sink = if stderr_is_journal()
-        && let Ok(layer) = tracing_journald::layer()
-    {
+    let journald = if stderr_is_journal() {
+        tracing_journald::layer().ok()
+    } else {
+        None
+    };
+    let sink = if let Some(layer) = journald {
         let layer = layer
             .with_field_prefix(None)
             .with_syslog_identifier("oneiric".into());

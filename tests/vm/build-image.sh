@@ -1,7 +1,12 @@
 #!/bin/bash
 # Build (or reuse) a bootable Debian guest image for the VM tests.
 #
-#   tests/vm/build-image.sh bullseye|bookworm|trixie
+#   tests/vm/build-image.sh bullseye|bookworm|trixie|trixie-arm64
+#
+# trixie-arm64: Debian 13 for arm64 (booted with qemu-system-aarch64 -M virt): debootstrap
+# --foreign, then its second stage in a chroot under qemu-user (qemu-user-static through
+# binfmt_misc, registered here when missing) -- the slow part (dpkg and the initramfs
+# under emulation, ~19 min on 2 cores), which is why the image is cached.
 #
 # Prints the cache directory on stdout (last line). It holds:
 #   root.img   raw ext4 root filesystem (never written by a test: the runner boots an overlay)
@@ -21,9 +26,12 @@ set -euo pipefail
 
 DIST=${1:-}
 case "$DIST" in
-  bullseye|bookworm|trixie) ;;
-  *) echo "usage: $0 bullseye|bookworm|trixie" >&2; exit 2 ;;
+  bullseye|bookworm|trixie|trixie-arm64) ;;
+  *) echo "usage: $0 bullseye|bookworm|trixie|trixie-arm64" >&2; exit 2 ;;
 esac
+SUITE=${DIST%-arm64}
+ARCH=amd64 CONSOLE=ttyS0
+case "$DIST" in *-arm64) ARCH=arm64 CONSOLE=ttyAMA0 ;; esac
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 CACHE_ROOT=${ONEIRIC_VM_CACHE:-/var/tmp/oneiric-vm-cache}
@@ -64,6 +72,7 @@ if [ -s "$OUT/root.img" ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] &
 fi
 
 ensure_host_tools debootstrap:debootstrap mkfs.ext4:e2fsprogs flock:util-linux
+[ "$ARCH" = amd64 ] || ensure_host_tools qemu-aarch64-static:qemu-user-static
 
 exec 8>"$CACHE_ROOT/$DIST.lock"
 flock 8
@@ -108,18 +117,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-amd64,initramfs-tools
+PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-$ARCH,initramfs-tools
 PKGS+=,apparmor,procps,iproute2,curl,ca-certificates,adduser,passwd,less,libsqlite3-0
 # trixie: rpm for the rpm scenario, dnf (and gpg, for repo_gpgcheck) for the dnf one.
 if [ "$DIST" = trixie ]; then PKGS+=,rpm,dnf,gpg; fi
 
-log "debootstrap (minbase) into $ROOT"
-t0=$SECONDS
-debootstrap --variant=minbase --include="$PKGS" "$DIST" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
+debootstrap_failed() {
   tail -n 40 "$WORK/debootstrap.log" >&2
   [ -f "$ROOT/debootstrap/debootstrap.log" ] && tail -n 40 "$ROOT/debootstrap/debootstrap.log" >&2
   exit 1
 }
+log "debootstrap (minbase, $ARCH) into $ROOT"
+t0=$SECONDS
+if [ "$ARCH" = amd64 ]; then
+  debootstrap --variant=minbase --include="$PKGS" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+    debootstrap_failed
+else
+  debootstrap --variant=minbase --arch="$ARCH" --foreign --include="$PKGS" "$SUITE" "$ROOT" "$MIRROR" \
+    >"$WORK/debootstrap.log" 2>&1 || debootstrap_failed
+  log "first stage done in $((SECONDS - t0)) s; second stage under qemu-user"
+  # The kernel runs the arm64 binaries of the chroot through qemu-aarch64 (binfmt_misc,
+  # flag F: the interpreter is opened at registration, so the chroot needs no copy of it).
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
+  fi
+  t1=$SECONDS
+  chroot "$ROOT" /debootstrap/debootstrap --second-stage >>"$WORK/debootstrap.log" 2>&1 || debootstrap_failed
+  log "second stage done in $((SECONDS - t1)) s"
+fi
 log "debootstrap done in $((SECONDS - t0)) s"
 
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
@@ -138,8 +164,8 @@ printf 'LABEL=oneiric-root / ext4 rw,errors=remount-ro 0 1\n' >"$ROOT/etc/fstab"
 # Root without password: the image is only ever booted by the tests, without network;
 # `run.sh --keep` gives a root console on the serial line for debugging.
 sed -i 's/^root:[^:]*:/root::/' "$ROOT/etc/shadow"
-mkdir -p "$ROOT/etc/systemd/system/serial-getty@ttyS0.service.d"
-cat >"$ROOT/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf" <<'EOF'
+mkdir -p "$ROOT/etc/systemd/system/serial-getty@$CONSOLE.service.d"
+cat >"$ROOT/etc/systemd/system/serial-getty@$CONSOLE.service.d/autologin.conf" <<'EOF'
 [Service]
 ExecStart=
 ExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 - $TERM
@@ -220,7 +246,8 @@ touch "$OUT.tmp/.complete"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 # Older images of this dist (other script versions) are dead weight.
-for old in "$CACHE_ROOT/$DIST"-*; do
+# (exactly 16 characters of key: trixie-* must not match trixie-arm64-*)
+for old in "$CACHE_ROOT/$DIST"-????????????????; do
   [ "$old" = "$OUT" ] || rm -rf "$old"
 done
 log "image ready in $((SECONDS)) s: $OUT"

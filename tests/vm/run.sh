@@ -2,7 +2,7 @@
 # VM tests: boot real Debian 11/12/13 guests under QEMU (software emulation) and run the
 # .deb/.rpm scenarios of issue 6 inside them on a real systemd with AppArmor.
 #
-#   tests/vm/run.sh [--dist bullseye|bookworm|trixie|all] [--scenario NAME]... [--keep] [--nspawn]
+#   tests/vm/run.sh [--dist bullseye|bookworm|trixie|trixie-arm64|all] [--scenario NAME]... [--keep] [--nspawn]
 #   tests/vm/run.sh --plan [--dist ...] [--scenario ...]   print the plan of each dist, run nothing
 #
 # --nspawn: quick iteration in systemd-nspawn containers instead of QEMU (seconds to
@@ -20,6 +20,8 @@
 #   DEB=/path/oneiric_X_amd64.deb  RPM=/path/oneiric-X.x86_64.rpm
 #                         packages to test (default: built with packaging/build-deb.sh
 #                         and packaging/build-rpm.sh)
+#   DEB_ARM64=/path/oneiric_X_arm64.deb   the .deb of the trixie-arm64 guest (default:
+#                         packaging/build-deb.sh arm64)
 #   ONEIRIC_VM_TIMEOUT    seconds for one guest (all its boots), default 1800
 #   ONEIRIC_VM_SCENARIO_TIMEOUT  seconds for one scenario inside the guest, default 480
 #   ONEIRIC_VM_SMP, ONEIRIC_VM_MEM  guest CPUs (1) and memory in MiB (2048)
@@ -31,6 +33,11 @@ REPO=$(cd "$HERE/../.." && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
 ALL_DISTS=(bullseye bookworm trixie)
+# Only when asked for by name (--dist trixie-arm64; ONEIRIC_TEST_STAGES=arm64 of run-all):
+# Debian 13 arm64 under qemu-system-aarch64 (TCG), with the .deb for arm64. Its default
+# plan is ARM64_SCENARIOS: the whole suite under aarch64 emulation does not fit a CI run.
+ARM64_DISTS=(trixie-arm64)
+ARM64_SCENARIOS="install guide reload watchdog reboot"
 T_LOG_TAG=vm
 # shellcheck source=tests/lib.sh
 . "$REPO/tests/lib.sh"
@@ -102,7 +109,7 @@ usage() {
 while [ $# -gt 0 ]; do
   case "$1" in
     --dist) shift
-      case " all ${ALL_DISTS[*]} " in *" ${1:-} "*) ;; *) usage >&2; exit 2;; esac
+      case " all ${ALL_DISTS[*]} ${ARM64_DISTS[*]} " in *" ${1:-} "*) ;; *) usage >&2; exit 2;; esac
       if [ "$1" = all ]; then DISTS=("${ALL_DISTS[@]}"); else DISTS+=("$1"); fi;;
     --dist=*) set -- --dist "${1#--dist=}" "${@:2}"; continue;;
     --scenario) shift; [ -n "${1:-}" ] || { usage >&2; exit 2; }; IFS=', ' read -r -a s <<<"$1"; SCENARIOS+=("${s[@]}");;
@@ -136,7 +143,9 @@ applies() { # applies NAME DIST -> the scenario runs on DIST (and in this mode)
 # (after=) before it; one that does not apply to the dist is left out with a note.
 plan_for() {
   local dist=$1 name want=" " a
-  if [ ${#SCENARIOS[@]} -eq 0 ]; then
+  if [ ${#SCENARIOS[@]} -eq 0 ] && [ "${dist%-arm64}" != "$dist" ]; then
+    for name in $ARM64_SCENARIOS; do applies "$name" "$dist" && want+="$name "; done
+  elif [ ${#SCENARIOS[@]} -eq 0 ]; then
     for name in $ALL_SCENARIOS; do
       [ "${S_DEFAULT[$name]}" = 1 ] && applies "$name" "$dist" && want+="$name "
     done
@@ -199,6 +208,7 @@ ensure_tool() { # ensure_tool CMD PACKAGE
 # One at a time: Debian's qemu-system-x86 may replace a newer qemu-utils, so qemu-img is
 # checked after it.
 ensure_tool qemu-system-x86_64 qemu-system-x86
+case " ${DISTS[*]} " in *-arm64" "*) ensure_tool qemu-system-aarch64 qemu-system-arm;; esac
 ensure_tool qemu-img qemu-utils
 ensure_tool dpkg-deb dpkg
 ensure_tool flock util-linux
@@ -253,6 +263,19 @@ if needs rpm "${ALL_PLANS[@]}" && [ -z "$RPM" ]; then
     fi
   fi
 fi
+PKG_ERR_ARM64=""
+DEB_ARM64=${DEB_ARM64:-}
+if [ -z "$DEB_ARM64" ] && case " ${DISTS[*]} " in *-arm64" "*) true;; *) false;; esac; then
+  log "building the arm64 .deb: packaging/build-deb.sh arm64"
+  if built=$(cd "$REPO" && bash packaging/build-deb.sh arm64 2>"$RUNROOT.build-deb-arm64.log"); then
+    DEB_ARM64=$(printf '%s\n' "$built" | grep '\.deb$' | tail -n1)
+    [ -z "$DEB_ARM64" ] || DEB_ARM64=$(cd "$REPO" && readlink -f "$DEB_ARM64")
+  else
+    tail -n 30 "$RUNROOT.build-deb-arm64.log" >&2
+  fi
+  [ -n "$DEB_ARM64" ] || PKG_ERR_ARM64="packaging/build-deb.sh arm64 failed (log: $RUNROOT.build-deb-arm64.log)"
+fi
+[ -z "$DEB_ARM64" ] || [ -f "$DEB_ARM64" ] || PKG_ERR_ARM64="DEB_ARM64=$DEB_ARM64 does not exist"
 [ -z "$DEB" ] || [ -f "$DEB" ] || PKG_ERR="DEB=$DEB does not exist"
 [ -z "$RPM" ] || [ -f "$RPM" ] || { log "RPM=$RPM does not exist"; RPM=""; }
 [ -n "$DEB" ] && DEB=$(readlink -f "$DEB")
@@ -314,6 +337,11 @@ make_old_rpm() { # make_old_rpm IN OUT
 }
 OLD_DEB=""
 OLD_RPM=""
+OLD_DEB_ARM64=""
+if [ -n "$DEB_ARM64" ] && [ -z "$PKG_ERR_ARM64" ]; then
+  OLD_DEB_ARM64=$RUNROOT/oneiric-old-arm64.deb
+  make_old_deb "$DEB_ARM64" "$OLD_DEB_ARM64" || { log "could not repack $DEB_ARM64"; OLD_DEB_ARM64=""; }
+fi
 if [ -n "$DEB" ]; then
   OLD_DEB=$RUNROOT/oneiric-old.deb
   make_old_deb "$DEB" "$OLD_DEB" || { log "could not repack $DEB with a lower version"; OLD_DEB=""; }
@@ -394,14 +422,21 @@ report() { # report DIST NAME STATUS [DETAILS-FILE...]
   fi
 }
 
-qemu_args() { # qemu_args IMAGE-DIR WORK-DIR [EXTRA-KERNEL-ARGS]
-  local img=$1 w=$2 extra=${3:-}
+console_of() { case "$1" in *-arm64) echo ttyAMA0;; *) echo ttyS0;; esac; }
+qemu_args() { # qemu_args DIST IMAGE-DIR WORK-DIR [EXTRA-KERNEL-ARGS]
+  local dist=$1 img=$2 w=$3 extra=${4:-} machine
+  # arm64: the `virt` board; -nic none, or it wants a NIC option ROM (efi-virtio.rom).
+  # shellcheck disable=SC2054 # the commas are QEMU's option syntax, not array separators
+  case "$dist" in
+    *-arm64) machine=(qemu-system-aarch64 -M virt -nic none);;
+    *) machine=(qemu-system-x86_64);;
+  esac
   # shellcheck disable=SC2054 # the commas are QEMU's option syntax, not array separators
   local args=(
-    qemu-system-x86_64 -name "oneiric-vm" -accel tcg -cpu max
+    "${machine[@]}" -name "oneiric-vm" -accel tcg -cpu max
     -smp "$SMP" -m "$MEM" -nodefaults -no-user-config -display none -monitor none
     -kernel "$img/vmlinuz" -initrd "$img/initrd.img"
-    -append "root=LABEL=oneiric-root rw console=ttyS0 apparmor=1 security=apparmor panic=-1 loglevel=4 net.ifnames=0$extra"
+    -append "root=LABEL=oneiric-root rw console=$(console_of "$dist") apparmor=1 security=apparmor panic=-1 loglevel=4 net.ifnames=0$extra"
     -drive "file=$w/root.qcow2,format=qcow2,if=none,id=root,cache=unsafe,discard=unmap"
     -device virtio-blk-pci,drive=root,serial=root
     -device virtio-rng-pci
@@ -448,8 +483,10 @@ run_dist() {
   [ -n "$plan" ] || { log "$dist: no scenario applies; no guest booted"; return; }
   t0=$SECONDS
   read -r -a plan_a <<<"$plan"
-  if [ -n "$PKG_ERR" ] && needs deb "${plan_a[@]}"; then
-    for s in $plan; do report "$dist" "$s" "$PKG_ERR"; done
+  local deb=$DEB old_deb=$OLD_DEB pkg_err=$PKG_ERR
+  case "$dist" in *-arm64) deb=$DEB_ARM64 old_deb=$OLD_DEB_ARM64 pkg_err=$PKG_ERR_ARM64;; esac
+  if [ -n "$pkg_err" ] && needs deb "${plan_a[@]}"; then
+    for s in $plan; do report "$dist" "$s" "$pkg_err"; done
     return
   fi
   log "$dist: image"
@@ -462,9 +499,9 @@ run_dist() {
   W=$(mktemp -d "$RUNROOT/$dist.XXXXXX")
   mkdir -p "$W/payload/pkgs" "$W/out"
   cp -r "$HERE/guest" "$W/payload/guest"
-  if [ -n "$DEB" ]; then
-    cp "$DEB" "$W/payload/pkgs/oneiric.deb"
-    [ -z "$OLD_DEB" ] || cp "$OLD_DEB" "$W/payload/pkgs/oneiric-old.deb"
+  if [ -n "$deb" ]; then
+    cp "$deb" "$W/payload/pkgs/oneiric.deb"
+    [ -z "$old_deb" ] || cp "$old_deb" "$W/payload/pkgs/oneiric-old.deb"
   fi
   if [ -n "$RPM" ]; then
     cp "$RPM" "$W/payload/pkgs/oneiric.rpm"
@@ -497,7 +534,7 @@ run_dist() {
     if [ $left -le 0 ]; then rc=124; break; fi
     log "$dist: boot $boot (timeout ${left}s), plan: $plan"
     # No login prompt on the serial console during the tests (--keep's interactive boot has one).
-    eval "set -- $(qemu_args "$img" "$W" " systemd.mask=serial-getty@ttyS0.service")"
+    eval "set -- $(qemu_args "$dist" "$img" "$W" " systemd.mask=serial-getty@$(console_of "$dist").service")"
     timeout -k 10 "$left" "$@" -no-reboot -serial "file:$serial" -pidfile "$W/qemu.pid" \
       -drive "file=$W/payload.tar,format=raw,if=none,id=payload,readonly=on" -device virtio-blk-pci,drive=payload,serial=payload \
       -drive "file=$W/results.img,format=raw,if=none,id=results" -device virtio-blk-pci,drive=results,serial=results \
@@ -543,6 +580,12 @@ run_dist() {
     fi
     n=$((n + 1))
   done
+  # Which machine the scenarios ran on (suite.sh writes `uname -m` into every trace).
+  local want_m=x86_64 got_m
+  case "$dist" in *-arm64) want_m=aarch64;; esac
+  got_m=$(sed -n 's/^vmtest: uname -m = //p' "$W/out/results/00-"*.log 2>/dev/null | head -n 1)
+  if [ "$got_m" = "$want_m" ]; then report "$dist" "uname-m ($got_m)" PASS
+  else report "$dist" uname-m "the trace says uname -m = '${got_m:-nothing}', expected $want_m"; fi
   mkdir -p "$RUNROOT/last"
   rm -rf "$RUNROOT/last/$dist-results"
   [ -d "$W/out/results" ] && cp -a "$W/out/results" "$RUNROOT/last/$dist-results"
@@ -556,7 +599,7 @@ run_dist() {
   if [ $KEEP -eq 1 ]; then
     rm -f "$W/payload.tar" "$W/results.img"
     echo "kept $dist guest in $W; boot it interactively (root console, Ctrl-a x quits) with:"
-    echo "  $(qemu_args "$img" "$W") -serial mon:stdio"
+    echo "  $(qemu_args "$dist" "$img" "$W") -serial mon:stdio"
     echo "  (results are in $W/out/results; in the guest: /var/lib/vmtest, journalctl -u oneiric)"
   else
     rm -rf "$W"

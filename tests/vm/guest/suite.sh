@@ -40,6 +40,7 @@ for name in $PLAN; do
   export REASON_FILE="$RESULTS/$n-$name.reason"
   rm -f "$REASON_FILE"
   start=$(date +%s)
+  echo "vmtest: uname -m = $(uname -m)" >>"$log"
   echo "vmtest: >>> $name" >/dev/console
   # shellcheck disable=SC2016 # the script is for the inner bash: its $ expand there
   timeout -k 10 "${SCENARIO_TIMEOUT:-480}" /bin/bash -c '
