@@ -1,7 +1,7 @@
 //! `manifest::canonical::signing_bytes` of a parsed document (YAML or JSON).
 //! Properties: the bytes are ASCII (`ensure_ascii`), they are JSON meaning exactly the
-//! document minus its signature fields, and they are a fixed point: parsed by oneiric again,
-//! they canonicalise to the same bytes.
+//! document minus its signature fields, and (for a mapping or a list) they are a fixed point:
+//! parsed by oneiric again, they canonicalise to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(value, want, "canonical bytes: {bytes}");
 
+    // Oneiric reads text as JSON when it starts with `{` or `[` (a manifest is a mapping); a
+    // bare scalar would be read as YAML, which has no surrogate-pair escapes.
+    if !(bytes.starts_with('{') || bytes.starts_with('[')) {
+        return;
+    }
     let again = manifest::parse_tree(&bytes, "canonical")
         .unwrap_or_else(|e| panic!("oneiric refuses its own canonical bytes ({e}): {bytes}"));
     assert_eq!(canonical::signing_bytes(&again), bytes);
