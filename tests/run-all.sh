@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-STAGES=${ONEIRIC_TEST_STAGES:-"shell rust msrv bench packaging nix vm"}
+STAGES=${ONEIRIC_TEST_STAGES:-"shell rust msrv bench fuzz packaging nix vm"}
 T_LOG_TAG=run-all
 # shellcheck source=tests/lib.sh
 . "$REPO/tests/lib.sh"
@@ -88,6 +88,10 @@ stage_rust() {
 stage_msrv() { sh tests/msrv/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_bench() { bash tests/bench/run.sh --smoke; }
+# The cargo-fuzz targets of fuzz/, each run a few seconds over its committed corpus
+# (tests/fuzz/README.md has the long runs).
+# shellcheck disable=SC2317 # run as "stage_$s" below
+stage_fuzz() { bash tests/fuzz/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_packaging() { bash tests/packaging/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
@@ -112,7 +116,7 @@ stage_arm64() {
 results=()
 for s in $STAGES; do
 	if ! declare -F "stage_$s" >/dev/null; then
-		results+=("FAIL|stage $s|no such stage (known: shell rust msrv bench packaging nix vm arm64)")
+		results+=("FAIL|stage $s|no such stage (known: shell rust msrv bench fuzz packaging nix vm arm64)")
 		continue
 	fi
 	echo "=== stage $s ==="
