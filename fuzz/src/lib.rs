@@ -22,14 +22,9 @@ pub fn trusted() -> Vec<VerifyingKey> {
 
 /// Trusted keys, threshold 1, signatures required, no time rules beyond `expires_at`.
 pub fn lax_policy() -> TrustPolicy {
-    TrustPolicy {
-        trusted: trusted(),
-        threshold: 1,
-        required: true,
-        max_age_seconds: None,
-        require_expiry: false,
-        now: now(),
-    }
+    let mut p = TrustPolicy::new(trusted(), 1, now());
+    p.required = true;
+    p
 }
 
 /// The same keys, with everything [`lax_policy`] asks and more: two signatures, an expiry and
