@@ -52,19 +52,8 @@ fn break_it(sb: &Sandbox, case: usize) {
 fn sandbox() -> Sandbox {
     let mut sb = Sandbox::new();
     let src = sb.write("good.yaml", GOOD);
-    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/signatures/key5.seed");
     let out = sb.path("etc/manifest.yaml");
-    let o = sb.run(&[
-        "manifest",
-        "sign",
-        src.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    sign_file(&sb, &src, &fixture_path("signatures/key5.seed"), &out, &[]);
     sb.env
         .push(("ONEIRIC_TRUSTED_PUBLIC_KEYS".into(), KEY5.into()));
     sb

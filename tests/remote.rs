@@ -16,19 +16,13 @@ fn sign(sb: &Sandbox, name: &str, yaml: &str, expires_in: u64) -> Vec<u8> {
     let key = sb.write("signing.key", KEY1_SEED);
     let src = sb.write(&format!("{name}.src.yaml"), yaml);
     let out = sb.path(&format!("{name}.signed.json"));
-    let o = sb.run(&[
-        "manifest",
-        "sign",
-        src.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--expires-in",
-        &expires_in.to_string(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    std::fs::read(out).unwrap()
+    sign_file(
+        sb,
+        &src,
+        &key,
+        &out,
+        &["--expires-in", &expires_in.to_string()],
+    )
 }
 
 fn manifest(provider: &str) -> String {

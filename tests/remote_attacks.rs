@@ -19,19 +19,7 @@ fn sign_with(sb: &Sandbox, name: &str, yaml: &str, args: &[&str]) -> Vec<u8> {
     let key = sb.write("signing.key", KEY1_SEED);
     let src = sb.write(&format!("{name}.src.yaml"), yaml);
     let out = sb.path(&format!("{name}.signed.json"));
-    let mut all = vec![
-        "manifest",
-        "sign",
-        src.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    let o = sb.run(&all);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    std::fs::read(out).unwrap()
+    sign_file(sb, &src, &key, &out, args)
 }
 
 fn signed(sb: &Sandbox, name: &str, provider: &str, serial: u64, expires_in: u64) -> Vec<u8> {
@@ -80,6 +68,18 @@ impl Origin {
     }
 }
 
+/// An https origin serving `first`, settings trusting KEY1 for it, and the service started on
+/// them (`extra` settings lines appended).
+fn https_service(sb: &Sandbox, first: Vec<u8>, extra: &str) -> (Origin, String, Service) {
+    let tls = make_tls();
+    let origin = Origin::start(Some(&tls), Reply::Status(404));
+    origin.serve(first, "\"first\"");
+    let url = format!("https://localhost:{}/m.json", origin.server.port);
+    settings(sb, &url, Some(&tls.ca_pem), extra);
+    let svc = Service::start(sb, None, None, &[]);
+    (origin, url, svc)
+}
+
 /// Settings with trusted keys and the *default* policy (no `signature_required`): what the
 /// secure defaults must hold on their own.
 fn settings(sb: &Sandbox, url: &str, ca: Option<&str>, extra: &str) {
@@ -101,6 +101,21 @@ fn provider(port: u16) -> Option<String> {
     }
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     v["provider"].as_str().map(str::to_string)
+}
+
+/// Waits until the service serves `want` and `/readyz` says ready.
+fn serving_and_ready(svc: &Service, want: &str) {
+    assert!(
+        poll_until(Duration::from_secs(30), || provider(svc.port).as_deref()
+            == Some(want)),
+        "{want} not served"
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || http(svc.port, "GET", "/readyz")
+            .0
+            == 200),
+        "not ready while serving {want}"
+    );
 }
 
 fn rejections(port: u16, reason: &str) -> f64 {
@@ -125,7 +140,7 @@ fn refused(sb: &Sandbox, svc: &Service, origin: &Origin, body: Reply, reason: &s
     origin.set(body);
     // Both: a refusal of the body before this one may still be counted meanwhile.
     assert!(
-        poll_until(Duration::from_secs(15), || rejections(svc.port, reason)
+        poll_until(Duration::from_secs(45), || rejections(svc.port, reason)
             > before
             && log(sb).matches(needle).count() > logged),
         "no `{reason}` rejection with `{needle}` counted and logged; log:\n{}",
@@ -156,13 +171,7 @@ fn cpu_seconds(pid: i32) -> f64 {
 #[test]
 fn stripped_downgraded_duplicated_and_future_signatures_are_refused() {
     let sb = Sandbox::new();
-    let tls = make_tls();
-    let v1 = signed(&sb, "v1", "good", 1, 3600);
-    let origin = Origin::start(Some(&tls), Reply::Status(404));
-    origin.serve(v1, "\"v1\"");
-    let url = format!("https://localhost:{}/m.json", origin.server.port);
-    settings(&sb, &url, Some(&tls.ca_pem), "");
-    let svc = Service::start(&sb, None, None, &[]);
+    let (origin, url, svc) = https_service(&sb, signed(&sb, "v1", "good", 1, 3600), "");
     assert_eq!(provider(svc.port).as_deref(), Some("good"));
 
     // Signature stripping: trusted keys set, default policy: unsigned is refused.
@@ -216,7 +225,7 @@ fn stripped_downgraded_duplicated_and_future_signatures_are_refused() {
     drop(svc);
 
     // The same key listed twice counts once: threshold 2 is not met by one signature.
-    let ca = sb.write("ca.pem", &tls.ca_pem);
+    let ca = sb.path("ca.pem");
     sb.write(
         "etc/remote.yml",
         &format!(
@@ -238,16 +247,11 @@ fn stripped_downgraded_duplicated_and_future_signatures_are_refused() {
 #[test]
 fn rollback_is_refused_live_after_restart_and_after_the_cache_is_gone() {
     let sb = Sandbox::new();
-    let tls = make_tls();
     let v1 = signed(&sb, "v1", "old", 1, 3600);
     let v2 = signed(&sb, "v2", "new", 2, 3600);
     // Same serial 2, different content: a second release must bump the serial.
     let v2b = signed(&sb, "v2b", "other", 2, 3600);
-    let origin = Origin::start(Some(&tls), Reply::Status(404));
-    origin.serve(v2.clone(), "\"v2\"");
-    let url = format!("https://localhost:{}/m.json", origin.server.port);
-    settings(&sb, &url, Some(&tls.ca_pem), "");
-    let svc = Service::start(&sb, None, None, &[]);
+    let (origin, url, svc) = https_service(&sb, v2, "");
     assert_eq!(provider(svc.port).as_deref(), Some("new"));
 
     let older = Reply::Body {
@@ -304,13 +308,7 @@ fn rollback_is_refused_live_after_restart_and_after_the_cache_is_gone() {
 
     // A newer release is accepted, and the service becomes ready.
     origin.serve(signed(&sb, "v3", "newest", 3, 3600), "\"v3\"");
-    assert!(poll_until(Duration::from_secs(15), || provider(svc.port)
-        .as_deref()
-        == Some("newest")));
-    assert!(poll_until(Duration::from_secs(5), || http(
-        svc.port, "GET", "/readyz"
-    )
-    .0 == 200));
+    serving_and_ready(&svc, "newest");
     drop(svc);
 
     // The deliberate way back says what it does, and then v1 is accepted.
@@ -325,13 +323,7 @@ fn rollback_is_refused_live_after_restart_and_after_the_cache_is_gone() {
 #[test]
 fn freeze_expiry_makes_the_service_not_ready_and_a_fresh_manifest_recovers() {
     let sb = Sandbox::new();
-    let tls = make_tls();
-    let short = signed(&sb, "short", "soon-stale", 1, 4);
-    let origin = Origin::start(Some(&tls), Reply::Status(404));
-    origin.serve(short, "\"s\"");
-    let url = format!("https://localhost:{}/m.json", origin.server.port);
-    settings(&sb, &url, Some(&tls.ca_pem), "");
-    let svc = Service::start(&sb, None, None, &[]);
+    let (origin, url, svc) = https_service(&sb, signed(&sb, "short", "soon-stale", 1, 8), "");
     assert_eq!(http(svc.port, "GET", "/readyz").0, 200);
 
     // The origin answers 304 from now on (conditional requests match): unauthenticated
@@ -381,12 +373,13 @@ fn freeze_expiry_makes_the_service_not_ready_and_a_fresh_manifest_recovers() {
     drop(svc);
 
     // on_expired: refuse stops resolution answers while expired.
-    settings(&sb, &url, Some(&tls.ca_pem), "on_expired: refuse\n");
-    origin.serve(signed(&sb, "short2", "soon-stale", 3, 3), "\"s2\"");
+    let ca = std::fs::read_to_string(sb.path("ca.pem")).unwrap();
+    settings(&sb, &url, Some(&ca), "on_expired: refuse\n");
+    origin.serve(signed(&sb, "short2", "soon-stale", 3, 8), "\"s2\"");
     let svc = Service::start(&sb, None, None, &[]);
     assert_eq!(provider(svc.port).as_deref(), Some("soon-stale"));
     origin.set(Reply::Status(503));
-    assert!(poll_until(Duration::from_secs(10), || http(
+    assert!(poll_until(Duration::from_secs(20), || http(
         svc.port,
         "GET",
         "/v1/resolve/adapter/cache"
@@ -562,13 +555,7 @@ fn first_boot_with_a_remote_only_configuration_and_no_cache_starts() {
 
     // The origin comes up: fetched on the refresh timer, served, ready.
     origin.serve(signed(&sb, "v1", "first", 1, 3600), "\"v1\"");
-    assert!(poll_until(Duration::from_secs(15), || provider(svc.port)
-        .as_deref()
-        == Some("first")));
-    assert!(poll_until(Duration::from_secs(5), || http(
-        svc.port, "GET", "/readyz"
-    )
-    .0 == 200));
+    serving_and_ready(&svc, "first");
 }
 
 #[test]
@@ -636,8 +623,7 @@ fn urls_without_keys_and_without_expiry_need_named_opt_outs() {
 fn a_signing_key_rolls_over_without_a_gap() {
     const KEY5: &str = "bnoc3Smwt4/ROvTFWY/v9O8qlxZuPKby5Pv8zYBQW/E=";
     let sb = Sandbox::new();
-    let key5 = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/signatures/key5.seed");
+    let key5 = fixture_path("signatures/key5.seed");
     let origin = Origin::start(None, Reply::Status(404));
     let url = format!("http://127.0.0.1:{}/m.json", origin.server.port);
     let trust = |keys: &[&str]| {
@@ -660,20 +646,7 @@ fn a_signing_key_rolls_over_without_a_gap() {
         let src = sb.path(&format!("{name}.in.json"));
         std::fs::write(&src, signed).unwrap();
         let out = sb.path(&format!("{name}.both.json"));
-        let o = sb.run(&[
-            "manifest",
-            "sign",
-            src.to_str().unwrap(),
-            "--key",
-            key5.to_str().unwrap(),
-            "--append",
-            "--key-id",
-            "new",
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        std::fs::read(out).unwrap()
+        sign_file(&sb, &src, &key5, &out, &["--append", "--key-id", "new"])
     };
 
     // 0. The old key alone.

@@ -35,6 +35,31 @@ pub fn signed_bytes(sb: &Sandbox, signed: &Path) -> String {
         .to_string()
 }
 
+/// `oneiric manifest sign SRC --key KEY -o OUT ARGS…` through the binary; the signed bytes.
+/// Fails the test when signing fails.
+pub fn sign_file(sb: &Sandbox, src: &Path, key: &Path, out: &Path, args: &[&str]) -> Vec<u8> {
+    let mut all = vec![
+        "manifest",
+        "sign",
+        src.to_str().expect("utf-8 path"),
+        "--key",
+        key.to_str().expect("utf-8 path"),
+        "-o",
+        out.to_str().expect("utf-8 path"),
+    ];
+    all.extend_from_slice(args);
+    let o = sb.run(&all);
+    assert_eq!(code(&o), 0, "manifest sign: {}", stderr(&o));
+    std::fs::read(out).expect("signed output")
+}
+
+/// A fixture file of `tests/fixtures`.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
 /// A sandbox: settings dir, state/cache/runtime dirs, and a clean environment.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
