@@ -140,6 +140,11 @@ impl Settings {
         if r.retry_base_delay < 0.0 || r.retry_max_delay < r.retry_base_delay {
             return Err("remote.retry_max_delay: must be >= retry_base_delay >= 0".into());
         }
+        // Durations are built from these; an absurd value must be a located error, never a
+        // panic in the retry path.
+        if r.retry_max_delay.is_nan() || r.retry_max_delay > 3600.0 {
+            return Err("remote.retry_max_delay: must be at most 3600 seconds".into());
+        }
         if !(r.timeout_seconds > 0.0 && r.timeout_seconds <= 600.0) {
             return Err("remote.timeout_seconds: must be within (0, 600]".into());
         }

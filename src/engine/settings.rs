@@ -225,6 +225,18 @@ fn read_section(stem: &str, path: &Path) -> Result<Value, ConfigError> {
 fn read_doc<T: DeserializeOwned>(path: &Path) -> Result<Value, ConfigError> {
     let text = read_text(path, MAX_SETTINGS_BYTES)?;
     let is_json = path.extension().is_some_and(|e| e == "json");
+    if !is_json {
+        // serde_yaml expands aliases without a bound (8 KB of them took 2.5 s and 445 MB);
+        // settings have no use for them.
+        if let Some(at) = crate::manifest::yaml_scan::first_alias(&text) {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                line: at.line,
+                column: at.column,
+                message: "YAML aliases (`*name`) are not allowed in settings files".into(),
+            });
+        }
+    }
     let value: Value = if is_json {
         serde_json::from_str(&text).map_err(|e| json_error(path, &e))?
     } else {
@@ -357,6 +369,35 @@ mod tests {
         );
         let l = load_settings(&src(&d.path().join("s.json")), &Env::default()).unwrap();
         assert_eq!(l.settings.tasks.selections["t"], "p");
+    }
+
+    /// Found by the settings fuzz target: aliases expanded by serde_yaml cost seconds and
+    /// hundreds of MB for a few KB of text; and a retry delay of 1e300 panicked the retry path.
+    #[test]
+    fn aliases_and_absurd_delays_are_located_errors() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "app.yml",
+            "name: &n x
+environment: *n
+",
+        );
+        let e = load_settings(&src(d.path()), &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("app.yml:2:") && e.contains("aliases"), "{e}");
+
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "remote.yml",
+            "retry_base_delay: 1e300\nretry_max_delay: 1e300\n",
+        );
+        let e = load_settings(&src(d.path()), &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retry_max_delay") && e.contains("3600"), "{e}");
     }
 
     #[test]

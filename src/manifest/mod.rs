@@ -6,7 +6,7 @@ pub mod canonical;
 pub mod node;
 mod raw;
 pub mod signature;
-mod yaml_scan;
+pub mod yaml_scan;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
