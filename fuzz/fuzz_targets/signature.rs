@@ -1,8 +1,8 @@
 //! Signatures. Input: 2 bytes of position and 1 byte of change, then a document (YAML or JSON).
 //! 1. `signature::verify` of the document as it is, against fixed trusted keys (seeds 0x01,
-//!    0x02, 0x05: the fixtures' keys) under three policies: what the strict one accepts the
-//!    lax one accepts (same keys, fewer rules); nothing is `Valid` without trusted keys; a
-//!    `Valid` count is within threshold..=keys.
+//!    0x02, 0x05: the fixtures' keys; 0x05 listed twice) under three policies: what the strict
+//!    one accepts the lax one accepts (same keys, fewer rules); nothing is `Valid` without
+//!    trusted keys; a `Valid` count is within threshold..=3 (a key listed twice counts once).
 //! 2. `signature::sign` of the document's content with key 0x05: it verifies as
 //!    `oneiric manifest sign` writes it, as JSON and as YAML; with one byte of its JSON text
 //!    changed it never verifies if the signed bytes changed, and still verifies if neither they
