@@ -32,6 +32,9 @@ let
     ../tests/packaging
     ../tests/nix
     ../tests/bench
+    ../tests/fuzz
+    ../tests/msrv
+    ../fuzz
     ../ARCHITECTURE.md
     ../BENCHMARKS.md
     ../CHANGELOG.md
