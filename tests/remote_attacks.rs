@@ -36,6 +36,20 @@ fn signed(sb: &Sandbox, name: &str, provider: &str, serial: u64, expires_in: u64
     )
 }
 
+/// `expires_at` of a signed manifest, as an `Instant` on this process's monotonic clock.
+fn signed_expiry(signed: &[u8]) -> Instant {
+    let doc: serde_json::Value = serde_json::from_slice(signed).unwrap();
+    let text = doc["expires_at"].as_str().unwrap();
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
+    let left = at - time::OffsetDateTime::now_utc();
+    let now = Instant::now();
+    match Duration::try_from(left) {
+        Ok(d) => now + d,
+        Err(_) => now.checked_sub(Duration::try_from(-left).unwrap()).unwrap(),
+    }
+}
+
 fn manifest(provider: &str) -> String {
     format!(
         "source: fleet\nentries:\n  - {{domain: adapter, key: cache, provider: {provider}, factory: f, priority: 50}}\n"
@@ -323,22 +337,36 @@ fn rollback_is_refused_live_after_restart_and_after_the_cache_is_gone() {
 #[test]
 fn freeze_expiry_makes_the_service_not_ready_and_a_fresh_manifest_recovers() {
     let sb = Sandbox::new();
-    let (origin, url, svc) = https_service(&sb, signed(&sb, "short", "soon-stale", 1, 8), "");
+    let short = signed(&sb, "short", "soon-stale", 1, 8);
+    // The deadline is the one the manifest carries (signed_at is whole seconds, so it lies
+    // 7 to 8 s after signing), not a guess from the test's own clock.
+    let expired_at = signed_expiry(&short);
+    let (origin, url, svc) = https_service(&sb, short, "");
     assert_eq!(http(svc.port, "GET", "/readyz").0, 200);
 
     // The origin answers 304 from now on (conditional requests match): unauthenticated
     // "unchanged" must not count as fresh.
     origin.set(Reply::NotModified);
-    let expired_at = Instant::now() + Duration::from_secs(4);
     assert!(
-        poll_until(Duration::from_secs(10), || http(svc.port, "GET", "/readyz")
+        poll_until(Duration::from_secs(15), || http(svc.port, "GET", "/readyz")
             .0
             == 503),
         "still ready after expires_at; log:\n{}",
         log(&sb)
     );
-    // Within one refresh interval (1 s) of expires_at, plus the poll's slack.
-    assert!(Instant::now() < expired_at + Duration::from_secs(3));
+    let seen = Instant::now();
+    // Not before expires_at (the daemon judges it by the same clock), and within one refresh
+    // interval (1 s) of it plus the poll's slack.
+    assert!(
+        seen + Duration::from_millis(200) >= expired_at,
+        "not ready {:?} before expires_at",
+        expired_at - seen
+    );
+    assert!(
+        seen < expired_at + Duration::from_secs(3),
+        "not ready only {:?} after expires_at",
+        seen - expired_at
+    );
     let (_, why) = http(svc.port, "GET", "/readyz");
     assert!(why.contains("EXPIRED"), "{why}");
     // The gauge follows on the next refresh tick.

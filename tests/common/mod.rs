@@ -264,7 +264,7 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
 
 pub fn raw_http(port: u16, request: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(request.as_bytes()).expect("write");
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
