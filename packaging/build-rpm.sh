@@ -40,6 +40,17 @@ else
 	set -- --auto-req find-requires
 fi
 
+# --source-date only clamps: a file older than SOURCE_DATE_EPOCH (an unchanged file in a
+# long-lived checkout) would keep its own mtime, a fresh clone's the epoch, and the two
+# packages would differ. Raise every older asset to the epoch, so both give the epoch.
+sed -n '/^\[package.metadata.generate-rpm\]/,/^\[/s/.*source = "\([^"]*\)".*/\1/p' Cargo.toml |
+	sed "s|^target/release/|target/$target/release/|" | while IFS= read -r pattern; do
+	for f in $pattern; do
+		[ -f "$f" ] || { echo "build-rpm: asset $f missing" >&2; exit 1; }
+		[ "$(stat -c %Y "$f")" -ge "$SOURCE_DATE_EPOCH" ] || touch -m -d "@$SOURCE_DATE_EPOCH" "$f"
+	done
+done
+
 mkdir -p target/generate-rpm
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 rpm="target/generate-rpm/oneiric-$version-1.$arch.rpm"

@@ -5,14 +5,14 @@
 #   bash tests/run-all.sh                   all stages
 #   ONEIRIC_TEST_STAGES="rust nix" bash tests/run-all.sh
 #   ONEIRIC_TEST_STAGES=arm64 bash tests/run-all.sh      on demand, not in the default list:
-#                                           the arm64 packages and the arm64 guest (~1 h here)
+#                                           the arm64 guest (~1 h here; the packaging stage builds arm64)
 #
 # As root on a fresh Debian 12 it installs what it needs with apt-get (each stage its own tools).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 REPO=$(pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-STAGES=${ONEIRIC_TEST_STAGES:-"shell rust msrv bench fuzz packaging nix vm"}
+STAGES=${ONEIRIC_TEST_STAGES:-"shell rust msrv bench fuzz packaging nix vm packaging-arm64"}
 T_LOG_TAG=run-all
 # shellcheck source=tests/lib.sh
 . "$REPO/tests/lib.sh"
@@ -25,6 +25,41 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		apt-get update -q && apt-get install -y -q build-essential libsqlite3-dev pkg-config
 	fi
 fi
+
+# Prefetch: the guest images of the vm stage and the chroots of the msrv and packaging stages
+# are debootstrap runs, mostly waiting on the mirror and the disk. Started here in the
+# background (nice), they overlap the CPU-bound rust stage instead of running on the critical
+# path; each stage then calls the same script, which waits for the build's lock and finds the
+# cache. Their host tools are installed first, in the foreground: two apt-get runs at once
+# would fail on dpkg's lock. A failed prefetch costs nothing: the stage builds it again and
+# reports the failure itself. ONEIRIC_PREFETCH=0 turns it off.
+PREFETCH=()
+prefetch() { # prefetch NAME CMD...: run CMD in the background, its output in target/prefetch/NAME.log
+	mkdir -p "$REPO/target/prefetch"
+	setsid nice -n 10 "${@:2}" >"$REPO/target/prefetch/$1.log" 2>&1 </dev/null &
+	PREFETCH+=($!)
+}
+if [ "${ONEIRIC_PREFETCH:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	case " $STAGES " in *" vm "* | *" msrv "* | *" packaging "*)
+		tools=()
+		pairs="debootstrap:debootstrap mkfs.ext4:e2fsprogs flock:util-linux"
+		case " $STAGES " in *" vm "*) pairs="$pairs qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils" ;; esac
+		for pair in $pairs; do
+			PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || tools+=("${pair#*:}")
+		done
+		[ ${#tools[@]} -eq 0 ] || T_APT_LOG=/dev/null t_apt_install "${tools[@]}" || true
+		;;
+	esac
+	case " $STAGES " in *" vm "*) ONEIRIC_VM_RUNROOT=/var/tmp/oneiric-vm-prefetch prefetch vm-images bash tests/vm/run.sh --images ;; esac
+	case " $STAGES " in *" msrv "*) prefetch chroot-msrv sh packaging/chroot.sh path msrv ;; esac
+	case " $STAGES " in *" packaging "*) prefetch chroot-arm64 sh packaging/chroot.sh path arm64 ;; esac
+fi
+# shellcheck disable=SC2317 # run from the EXIT trap
+stop_prefetch() {
+	local p
+	for p in ${PREFETCH[@]+"${PREFETCH[@]}"}; do kill -TERM -- "-$p" 2>/dev/null || true; done
+}
+trap stop_prefetch EXIT
 
 # Every shell script of the repository, one path a line: *.sh, files with an sh/bash
 # shebang, the .deb maintainer scripts and the .rpm scriptlets (plain sh, no shebang: each
@@ -92,31 +127,66 @@ stage_bench() { bash tests/bench/run.sh --smoke; }
 # (tests/fuzz/README.md has the long runs).
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_fuzz() { bash tests/fuzz/run.sh; }
+# The arm64 binary is a second full release build (fat LTO, ~13 min of 2 cores from empty
+# caches). With packaging-arm64 in the plan, the packaging stage starts it in the
+# background at nice 19, where it takes only the CPU the later stages leave idle (the
+# single-threaded LTO tails of the x86_64 builds, and the vm stage, whose one-vCPU guests
+# leave a core idle once fewer guests than cores remain); packaging-arm64 then waits for it,
+# packages it and checks it. Its target directory and the chroot are its own, so nothing of
+# the x86_64 builds is shared with it. Alone, packaging runs the arm64 half itself.
+ARM64_BUILD_PID=""
 # shellcheck disable=SC2317 # run as "stage_$s" below
-stage_packaging() { bash tests/packaging/run.sh; }
+stage_packaging() {
+	case " $STAGES " in *" packaging-arm64 "*)
+		mkdir -p "$REPO/target/prefetch"
+		setsid nice -n 19 sh packaging/build-binary.sh arm64 >"$REPO/target/prefetch/arm64-binary.log" 2>&1 </dev/null &
+		ARM64_BUILD_PID=$!
+		PREFETCH+=("$ARM64_BUILD_PID")
+		ONEIRIC_PKG_ARM64=later bash tests/packaging/run.sh
+		return
+		;;
+	esac
+	bash tests/packaging/run.sh
+}
+# shellcheck disable=SC2317 # run as "stage_$s" below
+stage_packaging-arm64() {
+	local rc=0 deb rpm deb64 rpm64 w=$REPO/target/packaging-arm64-stage t0=$SECONDS
+	mkdir -p "$w"
+	if [ -n "$ARM64_BUILD_PID" ]; then
+		# A failed background build is not fatal here: build-deb.sh below builds it again
+		# in the foreground and its failure, if any, is the one reported.
+		wait "$ARM64_BUILD_PID" || echo "the background arm64 build failed (target/prefetch/arm64-binary.log); building again"
+		echo "waited $((SECONDS - t0)) s for the background arm64 build"
+	fi
+	# Cached binaries: these rebuild nothing but the packages when the builds are current.
+	if ! { deb=$(packaging/build-deb.sh amd64 2>"$w/deb.log" | tail -n 1) &&
+		rpm=$(packaging/build-rpm.sh x86_64 2>"$w/rpm.log" | tail -n 1) &&
+		deb64=$(packaging/build-deb.sh arm64 2>"$w/deb64.log" | tail -n 1) &&
+		rpm64=$(packaging/build-rpm.sh aarch64 2>"$w/rpm64.log" | tail -n 1); }; then
+		tail -q -n 5 "$w"/*.log
+		echo "FAIL build-packages: building the packages failed (logs in $w)"
+		return 1
+	fi
+	echo "packages built $((SECONDS - t0)) s into the stage"
+	bash tests/packaging/arm64.sh "$deb" "$rpm" "$deb64" "$rpm64" || rc=1
+	bash tests/packaging/repos.sh check "$w/repos" "$deb" "$rpm" "$deb64" "$rpm64" || rc=1
+	return "$rc"
+}
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_nix() { sh tests/nix/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_vm() { bash tests/vm/run.sh; }
-# On demand (ONEIRIC_TEST_STAGES=arm64): the arm64 .deb and .rpm built in the arm64 chroot and
-# checked against the x86_64 ones, then the Debian 13 arm64 guest (qemu-system-aarch64, TCG)
-# with that .deb. Not in the default list: the arm64 release build (~11 min), the guest
-# image's second debootstrap stage under qemu-user (~19 min, cached) and the scenarios under
-# aarch64 emulation do not fit CI's 60 minutes beside the other stages.
+# On demand (ONEIRIC_TEST_STAGES=arm64): the Debian 13 arm64 guest (qemu-system-aarch64, TCG)
+# with the arm64 .deb (the packaging stage builds and checks the arm64 packages). Not in the
+# default list: the guest image's second debootstrap stage under qemu-user (~19 min, cached)
+# and the scenarios under aarch64 emulation do not fit CI's 60 minutes beside the other stages.
 # shellcheck disable=SC2317 # run as "stage_$s" below
-stage_arm64() {
-	local rc=0 deb
-	bash tests/packaging/arm64.sh || rc=1
-	deb=$REPO/target/debian/oneiric_$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)-1_arm64.deb
-	if [ -f "$deb" ]; then export DEB_ARM64=$deb; fi
-	bash tests/vm/run.sh --dist trixie-arm64 || rc=1
-	return "$rc"
-}
+stage_arm64() { bash tests/vm/run.sh --dist trixie-arm64; }
 
 results=()
 for s in $STAGES; do
 	if ! declare -F "stage_$s" >/dev/null; then
-		results+=("FAIL|stage $s|no such stage (known: shell rust msrv bench fuzz packaging nix vm arm64)")
+		results+=("FAIL|stage $s|no such stage (known: shell rust msrv bench fuzz packaging nix vm packaging-arm64 arm64)")
 		continue
 	fi
 	echo "=== stage $s ==="

@@ -2,8 +2,11 @@
 # The signed repositories of issue 17, made with packaging/publish.sh from the packages
 # under test, and checked on the host:
 #
-#   tests/packaging/repos.sh make  OUT DEB RPM   the fixture trees (tests/vm/run.sh uses them)
-#   tests/packaging/repos.sh check OUT DEB RPM   make, then check them (PASS/FAIL lines)
+#   tests/packaging/repos.sh make  OUT DEB RPM [DEB_ARM64 RPM_ARM64]   the fixture trees (tests/vm/run.sh)
+#   tests/packaging/repos.sh check OUT DEB RPM [DEB_ARM64 RPM_ARM64]   make, then check them (PASS/FAIL)
+#
+# With the arm64 packages, R1 carries both architectures (apt: binary-amd64 and binary-arm64
+# of one suite; dnf: x86_64 and aarch64 in one repodata), as a release is published.
 #
 # Test keys (RSA 3072, made here, never the real key; a private GNUPGHOME in
 # OUT/gnupg) A and B. Releases: R1 = the packages under test; R2 = the same packages at
@@ -36,10 +39,16 @@ MODE=${1:-}
 OUT=${2:-}
 DEB=${3:-}
 RPM=${4:-}
-case "$MODE" in make | check) ;; *) echo "usage: $0 make|check OUT DEB RPM" >&2; exit 2 ;; esac
-if [ -z "$OUT" ] || [ ! -f "$DEB" ] || [ ! -f "$RPM" ]; then echo "usage: $0 make|check OUT DEB RPM" >&2; exit 2; fi
+DEB_ARM64=${5:-}
+RPM_ARM64=${6:-}
+USAGE="usage: $0 make|check OUT DEB RPM [DEB_ARM64 RPM_ARM64]"
+case "$MODE" in make | check) ;; *) echo "$USAGE" >&2; exit 2 ;; esac
+if [ -z "$OUT" ] || [ ! -f "$DEB" ] || [ ! -f "$RPM" ]; then echo "$USAGE" >&2; exit 2; fi
+if [ -n "$DEB_ARM64$RPM_ARM64" ] && { [ ! -f "$DEB_ARM64" ] || [ ! -f "$RPM_ARM64" ]; }; then echo "$USAGE" >&2; exit 2; fi
 DEB=$(realpath "$DEB")
 RPM=$(realpath "$RPM")
+ARM64=()
+[ -z "$DEB_ARM64" ] || ARM64=("$(realpath "$DEB_ARM64")" "$(realpath "$RPM_ARM64")")
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 
@@ -208,7 +217,7 @@ make_trees() {
 	# In the order the scenarios visit them, a second apart: apt treats a Release whose
 	# Date is older than the one it has as unchanged (no rollback), as a real
 	# repository's next publication is always newer.
-	publish r1 --key "$KEY_A" "${sbom[@]}" "$p/r1.deb" "$p/r1.rpm" || return 1
+	publish r1 --key "$KEY_A" "${sbom[@]}" "$p/r1.deb" "$p/r1.rpm" ${ARM64[@]+"${ARM64[@]}"} || return 1
 	sleep 1
 	publish r2 --key "$KEY_A" "$p/r2.deb" "$p/r2.rpm" || return 1
 	sleep 1
@@ -299,6 +308,33 @@ apt_release_fields() {
 	gpg --batch --list-packets "$r/Release.gpg" 2>/dev/null | grep 'digest algo 10' >/dev/null || { echo "Release.gpg is not SHA512"; return 1; }
 }
 t_check repo-apt-release apt_release_fields
+# shellcheck disable=SC2317 # run through t_check
+both_archs() { # R1 carries the arm64 packages beside the x86_64 ones, with the same version
+	local r=$OUT/r1/apt/dists/stable v out a amd64_only=("${APTOPTS[@]}")
+	v=$(dpkg-deb -f "${ARM64[0]}" Version)
+	{ grep -q '^Architectures:.* amd64' "$r/Release" && grep -q '^Architectures:.* arm64' "$r/Release"; } ||
+		{ echo "Release: $(grep '^Architectures:' "$r/Release")"; return 1; }
+	for a in amd64 arm64; do
+		awk -v a="$a" '$1 == "Package:" { p = $2 } $1 == "Architecture:" && p == "oneiric" && $2 == a { f = 1 } END { exit !f }' \
+			"$r/main/binary-$a/Packages" || { echo "binary-$a/Packages lists no oneiric for $a"; return 1; }
+		zgrep -q '^usr/bin/oneiric[[:space:]]' "$r/main/Contents-$a.gz" 2>/dev/null || { echo "no Contents-$a.gz listing usr/bin/oneiric"; return 1; }
+	done
+	# An arm64 system's apt (APT::Architecture) fetches binary-arm64 and sees that package.
+	APTOPTS+=(-o APT::Architecture=arm64 -o APT::Architectures=arm64)
+	out=$(apt_update r1) || { APTOPTS=("${amd64_only[@]}"); echo "$out" | tail -n 2; echo "apt-get update (arm64) failed"; return 1; }
+	out=$(apt-cache "${APTOPTS[@]}" policy oneiric 2>&1)
+	APTOPTS=("${amd64_only[@]}")
+	grep -q "Candidate: $v\$" <<<"$out" || { echo "$out" | tail -n 3; echo "no arm64 candidate oneiric $v"; return 1; }
+	out=$(zcat "$OUT/r1/rpm/repodata/"*-primary.xml.gz 2>/dev/null | grep -o '<arch>[^<]*</arch>' | sort -u | tr '\n' ' ')
+	{ grep -q '<arch>aarch64</arch>' <<<"$out" && grep -q '<arch>x86_64</arch>' <<<"$out"; } ||
+		{ echo "repodata primary lists arches: $out"; return 1; }
+	echo "apt: oneiric $v for amd64 and arm64 (an arm64 apt's candidate); dnf: $out"
+}
+if [ ${#ARM64[@]} -gt 0 ]; then
+	t_check repo-both-architectures both_archs
+else
+	t_skip repo-both-architectures "no arm64 packages given"
+fi
 # shellcheck disable=SC2317 # run through t_check
 apt_refuses() { # apt_refuses TREE PATTERN: apt-get update fails and says PATTERN
 	local out

@@ -1,8 +1,14 @@
 #!/bin/bash
 # Static test of the .deb and .rpm packages (issue 5).
 #
-#   tests/packaging/run.sh            build both packages, then check them
-#   tests/packaging/run.sh DEB RPM    check already built packages
+#   tests/packaging/run.sh            build the packages (x86_64 and arm64), then check them
+#   tests/packaging/run.sh DEB RPM [DEB_ARM64 RPM_ARM64]    check already built packages
+#
+# The arm64 .deb and .rpm (issue 21) are built from the same packaging/ files, the binary
+# in the arm64 chroot of packaging/chroot.sh (Debian's cross toolchain, offline), checked by
+# tests/packaging/arm64.sh against the x86_64 ones, and published beside them in the
+# repositories. ONEIRIC_PKG_ARM64=0 leaves them out (the check prints SKIP); =later (the
+# default plan of tests/run-all.sh) leaves them to its packaging-arm64 stage.
 #
 # Runs as root on a fresh Debian 12: installs its tools with apt-get when they
 # are missing (lintian, rpm, rpmlint, apparmor, systemd, cpio, dpkg-dev; repos.sh: reprepro,
@@ -62,6 +68,8 @@ mkdir -p "$WORK"
 
 # --- build --------------------------------------------------------------------
 BUILT_HERE=0
+DEB_ARM64=${3:-}
+RPM_ARM64=${4:-}
 if [ $# -ge 2 ]; then
 	DEB=$1
 	RPM=$2
@@ -82,6 +90,18 @@ else
 fi
 echo "deb: $DEB"
 echo "rpm: $RPM"
+if [ "$BUILT_HERE" = 1 ] && [ "${ONEIRIC_PKG_ARM64:-1}" = 1 ]; then
+	t0=$SECONDS
+	if DEB_ARM64=$(packaging/build-deb.sh arm64 2>"$WORK/build-deb-arm64.log" | tail -n 1) && [ -f "$DEB_ARM64" ] &&
+		RPM_ARM64=$(packaging/build-rpm.sh aarch64 2>"$WORK/build-rpm-arm64.log" | tail -n 1) && [ -f "$RPM_ARM64" ]; then
+		t_pass "build-arm64 ($((SECONDS - t0)) s)"
+		echo "deb (arm64): $DEB_ARM64"
+		echo "rpm (arm64): $RPM_ARM64"
+	else
+		t_fail build-arm64 "$(tail -q -n 1 "$WORK"/build-*-arm64.log | tail -n 1)"
+		DEB_ARM64="" RPM_ARM64=""
+	fi
+fi
 
 # --- extract ------------------------------------------------------------------
 DEBROOT=$WORK/deb-root
@@ -630,6 +650,21 @@ alert_tests_cover_all() {
 }
 t_check alert-rules-tests alert_tests_cover_all
 
+# --- arm64 packages (issue 21) ---------------------------------------------------
+# tests/packaging/arm64.sh: lintian/rpmlint, the same file lists and bytes as the x86_64
+# packages but the binary, an aarch64 ELF within GLIBC_BASELINE_AARCH64, the Depends and
+# Requires, and the binary's --version under qemu-user.
+if [ -n "$DEB_ARM64" ]; then
+	bash "$HERE/arm64.sh" "$DEB" "$RPM" "$DEB_ARM64" "$RPM_ARM64" >"$WORK/arm64.txt" 2>"$WORK/arm64.log"
+	t_absorb "$WORK/arm64.txt"
+elif [ "${ONEIRIC_PKG_ARM64:-1}" = later ]; then
+	echo "arm64 packages: built in the background, checked by the packaging-arm64 stage (tests/run-all.sh)"
+elif [ "${ONEIRIC_PKG_ARM64:-1}" = 0 ]; then
+	t_skip arm64-packages "ONEIRIC_PKG_ARM64=0"
+elif [ "$BUILT_HERE" = 0 ]; then
+	t_skip arm64-packages "no arm64 packages given on the command line"
+fi
+
 # --- signed repositories (issue 17) ----------------------------------------------
 # The SBOM of this release (packaging/sbom.sh: cargo-cyclonedx from crates.io, pinned),
 # then tests/packaging/repos.sh: R1 (these packages) and R2/R3 at higher versions,
@@ -644,7 +679,9 @@ else
 	t_fail sbom "packaging/sbom.sh failed: $(tail -n 1 "$WORK/sbom.log")"
 	SBOM=""
 fi
-ONEIRIC_SBOM=$SBOM bash "$HERE/repos.sh" check "$WORK/repos" "$DEB" "$RPM" >"$WORK/repos.txt" 2>"$WORK/repos.log"
+ARM64=()
+[ -z "$DEB_ARM64" ] || ARM64=("$DEB_ARM64" "$RPM_ARM64")
+ONEIRIC_SBOM=$SBOM bash "$HERE/repos.sh" check "$WORK/repos" "$DEB" "$RPM" ${ARM64[@]+"${ARM64[@]}"} >"$WORK/repos.txt" 2>"$WORK/repos.log"
 t_absorb "$WORK/repos.txt"
 t_log "signed repositories: $((SECONDS - t0)) s (trees and checks in $WORK/repos)"
 

@@ -4,6 +4,8 @@
 #
 #   tests/vm/run.sh [--dist bullseye|bookworm|trixie|trixie-arm64|all] [--scenario NAME]... [--keep] [--nspawn]
 #   tests/vm/run.sh --plan [--dist ...] [--scenario ...]   print the plan of each dist, run nothing
+#   tests/vm/run.sh --images [--dist ...]   build (or find cached) the guest images, nothing else
+#                         (tests/run-all.sh starts this in the background at its start)
 #
 # --nspawn: quick iteration in systemd-nspawn containers instead of QEMU (seconds to
 # boot, but no AppArmor and not a real kernel: the security, no-denials and harness
@@ -96,6 +98,7 @@ SCENARIOS=()
 KEEP=0
 NSPAWN=0
 PLAN_ONLY=0
+IMAGES_ONLY=0
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
   local name
@@ -117,6 +120,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1;;
     --nspawn) NSPAWN=1;;
     --plan) PLAN_ONLY=1;;
+    --images) IMAGES_ONLY=1;;
     -h|--help) usage; exit 0;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2;;
   esac
@@ -233,6 +237,14 @@ stop_prebuild() {
 }
 trap stop_prebuild EXIT
 trap 'exit 130' INT TERM HUP
+if [ "$IMAGES_ONLY" = 1 ]; then
+  rc=0
+  for i in "${!DISTS[@]}"; do
+    if wait "${PREBUILD[$i]}"; then log "${DISTS[$i]}: image ready"; else rc=1; log "${DISTS[$i]}: image build failed: $(tail -n 1 "$RUNROOT/build-image-${DISTS[$i]}.log")"; fi
+  done
+  PREBUILD=()
+  exit "$rc"
+fi
 
 # -------------------------------------------------------------- packages
 ALL_PLANS=()
