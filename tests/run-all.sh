@@ -150,7 +150,7 @@ stage_packaging() {
 }
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_packaging-arm64() {
-	local rc=0 deb rpm deb64 rpm64 w=$REPO/target/packaging-arm64-stage t0=$SECONDS
+	local rc=0 deb rpm deb64 rpm64 sbom w=$REPO/target/packaging-arm64-stage t0=$SECONDS
 	mkdir -p "$w"
 	if [ -n "$ARM64_BUILD_PID" ]; then
 		# A failed background build is not fatal here: build-deb.sh below builds it again
@@ -169,7 +169,8 @@ stage_packaging-arm64() {
 	fi
 	echo "packages built $((SECONDS - t0)) s into the stage"
 	bash tests/packaging/arm64.sh "$deb" "$rpm" "$deb64" "$rpm64" || rc=1
-	bash tests/packaging/repos.sh check "$w/repos" "$deb" "$rpm" "$deb64" "$rpm64" || rc=1
+	sbom=$(packaging/sbom.sh "$w/sbom" 2>"$w/sbom.log" | tail -n 1) || sbom=""
+	ONEIRIC_SBOM=$sbom bash tests/packaging/repos.sh check "$w/repos" "$deb" "$rpm" "$deb64" "$rpm64" || rc=1
 	return "$rc"
 }
 # shellcheck disable=SC2317 # run as "stage_$s" below
