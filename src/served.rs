@@ -63,6 +63,14 @@ impl Served {
     }
 }
 
+/// Unix time with sub-second precision, for fetch scheduling.
+pub fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub fn unix_now_i64() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
