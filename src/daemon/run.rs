@@ -305,6 +305,9 @@ async fn serve_inner(
     let mut last_fingerprint = service.fingerprint();
     let mut last_expired = view.observe_expiry();
     let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A finished refresh has moved its URLs' next slots: the loop must compute its sleep
+    // again, or it would sleep past them and drift off its phase.
+    let refreshed = Arc::new(tokio::sync::Notify::new());
     tokio::pin!(shutdown);
     service
         .schedule
@@ -337,6 +340,7 @@ async fn serve_inner(
                 let s = Arc::clone(&service);
                 tokio::spawn(async move { let _ = s.reload(Trigger::Sighup, None).await; });
             }
+            () = refreshed.notified() => {}
             () = tokio::time::sleep(wake_in) => {
                 let now = unix_now_f64();
                 // Freshness is re-judged on the timer, not only at load: with the origin down
@@ -361,9 +365,11 @@ async fn serve_inner(
                     drop(schedule);
                     let s = Arc::clone(&service);
                     let flag = Arc::clone(&refreshing);
+                    let done = Arc::clone(&refreshed);
                     tokio::spawn(async move {
                         s.refresh(local_changed, due).await;
                         flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                        done.notify_one();
                     });
                 } else {
                     schedule.skip(&urls, &cadence, now);

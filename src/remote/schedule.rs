@@ -20,6 +20,11 @@ pub const MACHINE_ID_PATH: &str = "/etc/machine-id";
 /// A timer firing up to this much early still counts as on its slot.
 const SLOT_TOLERANCE: f64 = 0.010;
 
+/// Two fetches of one URL start at least this share of the interval apart, however late the
+/// first one started (a busy host): the origin never sees a host faster than its interval,
+/// give or take the jitter of timers and connection setup.
+const MIN_GAP: f64 = 0.95;
+
 /// What the origin asked for in its answer, for the next fetch's timing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hints {
@@ -187,9 +192,13 @@ impl Scheduler {
     /// next one. A fetch `due` handed out counts from its slot; any other (startup, reload,
     /// `systemctl reload`) from its start, so the next comes a whole interval later either way.
     pub fn record(&mut self, url: &str, result: Outcome, hints: Hints, c: &Cadence, started: f64) {
-        let from_start = self.slot_at_or_after(url, started, c);
         let state = self.state(url, c, started);
-        let base = state.fetching.unwrap_or(from_start);
+        let base = state
+            .fetching
+            .unwrap_or_else(|| self.slot_at_or_after(url, started, c));
+        // A fetch handed out late (a busy host) is still the fetch of its own slot, but the
+        // next one waits for a slot far enough from when it actually started.
+        let earliest = self.slot_at_or_after(url, started + MIN_GAP * c.interval, c);
         let failures = match result {
             Outcome::Answered => 0,
             Outcome::Failed => state.failures.saturating_add(1),
@@ -208,7 +217,7 @@ impl Scheduler {
         };
         // A fetch that overran its next slots waits for the first slot after its start
         // plus one interval, never fetching twice within one.
-        let next = (base + step).max(from_start + 1);
+        let next = (base + step).max(earliest);
         self.urls.insert(
             url.to_string(),
             UrlState {
@@ -400,6 +409,29 @@ mod tests {
         assert_eq!(last, 100.0);
         s.record(u, Outcome::Answered, Hints::default(), &c, at);
         assert_eq!(s.next_fetch(u, &c), Some(at + 10.0));
+    }
+
+    #[test]
+    fn a_fetch_started_late_keeps_its_slot() {
+        let c = cadence(1.0, 0.5, 3.0);
+        let mut s = Scheduler::new("h".into());
+        let u = &urls()[0];
+        let phase = s.phase(u, &c);
+        let start = 1_000_000.0 + phase;
+        s.record(u, Outcome::Answered, Hints::default(), &c, start - 5.0);
+        let due_at = s.next_fetch(u, &c).unwrap() + 3.0;
+        // Woken 30 ms late: the next fetch is on the very next slot (0.97 s later).
+        let now = due_at + 0.03;
+        assert_eq!(s.due(std::slice::from_ref(u), &c, now).len(), 1);
+        s.record(u, Outcome::Answered, Hints::default(), &c, now);
+        let next = s.next_fetch(u, &c).unwrap();
+        assert!((next - (due_at + 1.0)).abs() < 1e-6, "{next} vs {due_at}");
+        // Woken 300 ms late: the very next slot would be 0.7 s later, too soon; the one after.
+        let now = next + 0.3;
+        assert_eq!(s.due(std::slice::from_ref(u), &c, now).len(), 1);
+        s.record(u, Outcome::Answered, Hints::default(), &c, now);
+        let after = s.next_fetch(u, &c).unwrap();
+        assert!((after - (next + 2.0)).abs() < 1e-6, "{after} vs {next}");
     }
 
     #[test]
