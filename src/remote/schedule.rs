@@ -107,6 +107,9 @@ struct UrlState {
 pub struct Scheduler {
     host: String,
     urls: HashMap<String, UrlState>,
+    /// The cadence the slots of `urls` count in; another one (a reload changed the settings)
+    /// starts every URL afresh.
+    cadence: Option<Cadence>,
     /// Unix time of the last wake-up, for the local checks between remote slots.
     last_wake: f64,
 }
@@ -116,7 +119,16 @@ impl Scheduler {
         Self {
             host,
             urls: HashMap::new(),
+            cadence: None,
             last_wake: 0.0,
+        }
+    }
+
+    fn use_cadence(&mut self, c: &Cadence) {
+        if self.cadence.as_ref() != Some(c) {
+            // Keep only fetches in flight, so their outcome is still recorded.
+            self.urls.retain(|_, s| s.fetching.is_some());
+            self.cadence = Some(*c);
         }
     }
 
@@ -137,6 +149,7 @@ impl Scheduler {
     /// When the main loop should wake next (Unix seconds): the earliest slot due among `urls`,
     /// and at least once an interval for the local checks.
     pub fn next_wake(&mut self, urls: &[String], c: &Cadence, now: f64) -> f64 {
+        self.use_cadence(c);
         let mut wake = if self.last_wake > 0.0 {
             self.last_wake + c.interval
         } else {
@@ -173,6 +186,7 @@ impl Scheduler {
 
     /// The URLs whose slot has come at `now`, marked as being fetched.
     pub fn due(&mut self, urls: &[String], c: &Cadence, now: f64) -> Vec<String> {
+        self.use_cadence(c);
         let mut out = Vec::new();
         for url in urls {
             let state = self.state(url, c, now);
@@ -192,6 +206,7 @@ impl Scheduler {
     /// next one. A fetch `due` handed out counts from its slot; any other (startup, reload,
     /// `systemctl reload`) from its start, so the next comes a whole interval later either way.
     pub fn record(&mut self, url: &str, result: Outcome, hints: Hints, c: &Cadence, started: f64) {
+        self.use_cadence(c);
         let state = self.state(url, c, started);
         let base = state
             .fetching
@@ -231,6 +246,7 @@ impl Scheduler {
     /// Moves the slots of `urls` that came while the previous refresh was still running to the
     /// first slot after `now`: a slow origin gets fewer requests, not a burst.
     pub fn skip(&mut self, urls: &[String], c: &Cadence, now: f64) {
+        self.use_cadence(c);
         for url in urls {
             let phase = self.phase(url, c);
             if let Some(s) = self.urls.get_mut(url) {
@@ -445,6 +461,21 @@ mod tests {
         s.record(u, Outcome::Answered, Hints::default(), &c, at);
         let next = s.next_fetch(u, &c).unwrap();
         assert!(next - at >= 10.0 && next - at < 20.0, "{}", next - at);
+    }
+
+    #[test]
+    fn a_new_cadence_reschedules_from_now() {
+        let fast = cadence(1.0, 0.0, 3.0);
+        let slow = cadence(3600.0, 0.0, 36000.0);
+        let mut s = Scheduler::new("h".into());
+        let u = &urls()[0];
+        let at = 1_000_000.0;
+        s.record(u, Outcome::Answered, Hints::default(), &fast, at);
+        assert_eq!(s.next_fetch(u, &fast), Some(at + 1.0));
+        // Slot numbers of the 1 s cadence mean nothing at 3600 s: the next fetch is an
+        // interval of the new cadence away, not in a distant century.
+        let wake = s.next_wake(std::slice::from_ref(u), &slow, at + 0.5);
+        assert!(wake > at && wake <= at + 0.5 + 3600.0, "{wake}");
     }
 
     #[test]

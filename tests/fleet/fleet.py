@@ -10,9 +10,11 @@ own directories, port, machine id and a 1 s refresh interval. The run:
      host's /v1/status until it serves serial 2: convergence p50/p99/max after the publish;
   3. rewrites every host's remote.yml to refresh_splay 0 (each host reloads it on its own
      refresh) and measures the same window again: the origin's load without splay;
-  4. one more host, on an origin of its own that then goes away: it keeps serving, and its
+  4. moves every host to an hour's interval, publishes serial 3 and fans out `oneiric reload`
+     (the push path: what `systemctl reload oneiric` runs): every host serves it at once;
+  5. one more host, on an origin of its own that then goes away: it keeps serving, and its
      /metrics satisfy the "not fetched" alert of packaging/examples/oneiric-alerts.yml;
-  5. checks that every metric and label the Grafana dashboard queries exists in /metrics.
+  6. checks that every metric and label the Grafana dashboard queries exists in /metrics.
 
 From the origin's access log: peak requests in one second (and in 100 ms), the share of 304
 answers, bytes served; per host, the shortest gap between two fetches. The fleet's memory is
@@ -168,14 +170,15 @@ http {{
 
     # --- the services --------------------------------------------------------------------
 
-    def remote_yml(self, host, splay):
+    def remote_yml(self, host, splay, interval=None):
+        interval = interval or self.args.interval
         with open(os.path.join(host["etc"], "remote.yml"), "w") as f:
             f.write(
                 f"manifest_url: {host['url']}\n"
                 "allow_http: true\n"
-                f"refresh_interval: {self.args.interval}\n"
+                f"refresh_interval: {interval}\n"
                 f"refresh_splay: {splay}\n"
-                f"refresh_max_interval: {self.args.max_interval}\n"
+                f"refresh_max_interval: {max(interval, self.args.max_interval)}\n"
                 # The host's name in the origin's log, sent only to the origin.
                 "auth: {header_name: X-Oneiric-Host}\n"
                 "max_retries: 0\n"
@@ -206,6 +209,7 @@ http {{
             "ONEIRIC_LOG_LEVEL": "warning",
         }
         logf = open(os.path.join(base, "service.log"), "ab")
+        host["env"] = env
         host["proc"] = subprocess.Popen([self.bin, "orchestrate"], env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=logf)
@@ -508,6 +512,29 @@ def main():
         time.sleep(args.window)
         n1 = time.time()
 
+        # The push path: hosts on an hour's interval get a new serial only because the
+        # operator fans out `oneiric reload` (what `systemctl reload oneiric` runs).
+        for h in fleet.hosts:
+            fleet.remote_yml(h, args.splay, interval=3600)
+        time.sleep(args.interval * 3)
+        fleet.signed(3)
+        push_wall = time.time()
+        fleet.publish(3)
+
+        def reload(h):
+            return subprocess.run([fleet.bin, "reload"], env=h["env"], capture_output=True,
+                                  timeout=120).returncode
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            codes = list(pool.map(reload, fleet.hosts))
+        push_done = time.time() - push_wall
+        pushed = fleet.converge(fleet.hosts, 3, push_wall, timeout=30)
+        pv = list(pushed.values())
+        own = [r for r in read_log(fleet.access_log, push_wall - args.interval * 2, push_wall)]
+        figures["push"] = {"reload_exit_codes": sorted(set(codes)), "fan_out_s": round(push_done, 2),
+                           "served_p50_s": pct(pv, 50), "served_max_s": round(max(pv), 3) if pv else None,
+                           "converged": len(pv), "fetches_before_push": len(own)}
+        log(f"push: {figures['push']}")
+
         # One host on an origin of its own, which then goes away.
         side_dir = os.path.join(fleet.dir, "side")
         os.makedirs(side_dir)
@@ -602,6 +629,10 @@ def main():
                       f"shortest gap {gap} s (interval {i} s), {len(gaps)} hosts fetched")
             rep.check("fleet-304-share", figures["with_splay"]["share_304"] >= 0.99,
                       f"only {figures['with_splay']['share_304']:.2%} 304 in the steady window")
+            pu = figures["push"]
+            rep.check("fleet-push-reload", pu["reload_exit_codes"] == [0] and pu["converged"] == n
+                      and pu["fetches_before_push"] == 0,
+                      f"oneiric reload fan-out: {pu}")
             od = figures["origin_down"]
             rep.check("fleet-origin-down-keeps-serving",
                       od["resolve_status"] == 200 and od["serial"] == 2,
