@@ -250,6 +250,14 @@ http {{
         ms = st.get("manifests") or []
         return (ms[0].get("serial") if ms else None), st.get("loaded_at_unix_ms", 0) / 1000
 
+    def interval_of(self, h):
+        try:
+            _, body = http_get(f"http://127.0.0.1:{h['port']}/metrics", 5)
+        except OSError:
+            return None
+        m = re.search(r"^oneiric_remote_refresh_interval_seconds (\S+)", body.decode(), re.M)
+        return float(m.group(1)) if m else None
+
     def serial_of(self, h):
         return self.serving(h)[0]
 
@@ -516,7 +524,13 @@ def main():
         # operator fans out `oneiric reload` (what `systemctl reload oneiric` runs).
         for h in fleet.hosts:
             fleet.remote_yml(h, args.splay, interval=3600)
-        time.sleep(args.interval * 3)
+        # Each host reloads remote.yml on its next refresh; a busy one takes longer.
+        slow = list(fleet.hosts)
+        limit = time.monotonic() + 60
+        while slow and time.monotonic() < limit:
+            time.sleep(0.5)
+            slow = [h for h in slow if fleet.interval_of(h) != 3600]
+        time.sleep(args.interval * 2)
         fleet.signed(3)
         push_wall = time.time()
         fleet.publish(3)
