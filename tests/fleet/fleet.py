@@ -612,6 +612,10 @@ def main():
         # Gaps only while every host ran one cadence (the first window and the convergence).
         gaps = min_gaps(read_log(fleet.access_log, w0, c1))
         figures["min_gap_between_fetches_s"] = round(min(gaps.values()), 3) if gaps else None
+        per_host = {}
+        for r in splay_reqs:
+            per_host[r[3]] = per_host.get(r[3], 0) + 1
+        figures["max_fetches_of_a_host_in_window"] = max(per_host.values()) if per_host else 0
         figures["hosts_fetching"] = len(gaps)
         figures["run_s"] = round(time.monotonic() - t_start, 1)
         log(json.dumps(figures, indent=1))
@@ -636,11 +640,16 @@ def main():
                       f"slowest host served serial 2 {worst:.2f} s after the publish > interval "
                       f"+ splay ({bound:.2f} s) + {args.load_allowance} s for the load")
             gap = figures["min_gap_between_fetches_s"]
+            most = figures["max_fetches_of_a_host_in_window"]
+            # Over the window no host makes more requests than the window holds intervals
+            # (plus the one at its start). Between two requests, the scheduler starts them at
+            # least 0.95 interval apart; the origin's arrival times add each process's delay
+            # before its request leaves (up to 0.15 s seen on two busy cores): 0.8 interval.
             rep.check("fleet-no-host-faster-than-interval",
-                      # The scheduler keeps starts 0.95 interval apart; the log's arrival
-                      # times add connection setup on a loaded machine.
-                      gap is not None and gap >= 0.9 * i and len(gaps) >= n,
-                      f"shortest gap {gap} s (interval {i} s), {len(gaps)} hosts fetched")
+                      gap is not None and gap >= 0.8 * i and len(gaps) >= n
+                      and most <= args.window / i + 1,
+                      f"shortest gap {gap} s (interval {i} s), {len(gaps)} hosts fetched, "
+                      f"busiest host {most} requests in {args.window} s")
             rep.check("fleet-304-share", figures["with_splay"]["share_304"] >= 0.99,
                       f"only {figures['with_splay']['share_304']:.2%} 304 in the steady window")
             pu = figures["push"]
