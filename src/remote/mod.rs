@@ -773,6 +773,68 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// An origin answering every request with `response`, counting requests.
+    async fn origin(response: &'static [u8]) -> (u16, std::sync::Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = std::sync::Arc::clone(&hits);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                h.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(response).await;
+            }
+        });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn retry_after_ends_the_fetch_and_max_age_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RemoteSettings {
+            allow_http: true,
+            max_retries: 3,
+            retry_base_delay: 0.01,
+            ..Default::default()
+        };
+        let f = Fetcher::new(
+            &settings,
+            dir.path(),
+            dir.path(),
+            &crate::config::Env::default(),
+        )
+        .unwrap();
+        let policy = TrustPolicy::new(Vec::new(), 1, time::OffsetDateTime::now_utc());
+        let (port, hits) = origin(
+            b"HTTP/1.1 503 Busy\r\nretry-after: 120\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{port}/m.json");
+        let (outcome, hints) = f.sync_with_hints(&url, &policy).await;
+        assert!(
+            matches!(outcome, SyncOutcome::Failed { attempts: 1, .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(hints.retry_after, Some(120));
+        // Not retried within the fetch although max_retries allows 3.
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        let (port, _) = origin(
+            b"HTTP/1.1 304 Not Modified\r\ncache-control: public, max-age=900\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{port}/m.json");
+        let (outcome, hints) = f.sync_with_hints(&url, &policy).await;
+        assert_eq!(outcome, SyncOutcome::NotModified);
+        assert_eq!(hints.max_age, Some(900));
+        assert_eq!(hints.retry_after, None);
+    }
+
     #[tokio::test]
     async fn breaker_opens_after_threshold_and_half_opens_after_reset() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
