@@ -198,7 +198,11 @@ impl StateOwner {
             let serial = m.serial.map(|s| s.to_string());
             self.metrics
                 .manifest_info
-                .with_label_values(&[&m.origin, serial.as_deref().unwrap_or("none"), &m.sha256])
+                .with_label_values(&[
+                    m.origin.as_str(),
+                    serial.as_deref().unwrap_or("none"),
+                    m.sha256.as_str(),
+                ])
                 .set(1);
             if let Some(t) = m.signed_at_unix {
                 self.metrics
