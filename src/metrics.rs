@@ -31,6 +31,14 @@ pub struct Metrics {
     pub manifest_expired: IntGaugeVec,
     pub insecure_options: IntGaugeVec,
     pub otel_spans_dropped: IntCounter,
+    pub manifest_info: IntGaugeVec,
+    pub manifest_signed: GaugeVec,
+    pub manifest_fetched: GaugeVec,
+    pub generation: IntGauge,
+    pub remote_last_success: GaugeVec,
+    pub remote_next_fetch: GaugeVec,
+    pub refresh_interval: Gauge,
+    pub refresh_max_interval: Gauge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +184,53 @@ impl Metrics {
                 "oneiric_otel_spans_dropped_total",
                 "Spans not delivered to the OpenTelemetry collector (failed exports).",
             )?,
+            manifest_info: IntGaugeVec::new(
+                Opts::new(
+                    "oneiric_manifest_info",
+                    "One series per served manifest: its source (URL or path), serial and SHA-256; the value is always 1.",
+                ),
+                &["source", "serial", "sha256"],
+            )?,
+            manifest_signed: GaugeVec::new(
+                Opts::new(
+                    "oneiric_manifest_signed_timestamp_seconds",
+                    "signed_at of a served manifest, Unix seconds.",
+                ),
+                &["source"],
+            )?,
+            manifest_fetched: GaugeVec::new(
+                Opts::new(
+                    "oneiric_manifest_fetched_timestamp_seconds",
+                    "When the served copy of a remote manifest was downloaded, Unix seconds.",
+                ),
+                &["source"],
+            )?,
+            generation: IntGauge::new(
+                "oneiric_served_generation",
+                "Generation of the served state; increases with every published change.",
+            )?,
+            remote_last_success: GaugeVec::new(
+                Opts::new(
+                    "oneiric_remote_last_success_timestamp_seconds",
+                    "Last time the origin confirmed the cached copy (new body or 304), Unix seconds; 0 if never.",
+                ),
+                &["source"],
+            )?,
+            remote_next_fetch: GaugeVec::new(
+                Opts::new(
+                    "oneiric_remote_next_fetch_timestamp_seconds",
+                    "When the next fetch of a remote manifest is scheduled (splay, max-age, Retry-After, backoff), Unix seconds.",
+                ),
+                &["source"],
+            )?,
+            refresh_interval: Gauge::new(
+                "oneiric_remote_refresh_interval_seconds",
+                "The configured remote.refresh_interval, for alerts counted in intervals.",
+            )?,
+            refresh_max_interval: Gauge::new(
+                "oneiric_remote_refresh_max_interval_seconds",
+                "The longest gap between two fetches that hints or backoff may cause (remote.refresh_max_interval).",
+            )?,
             registry,
         };
         for c in [
@@ -199,6 +254,14 @@ impl Metrics {
             Box::new(m.manifest_expired.clone()),
             Box::new(m.insecure_options.clone()),
             Box::new(m.otel_spans_dropped.clone()),
+            Box::new(m.manifest_info.clone()),
+            Box::new(m.manifest_signed.clone()),
+            Box::new(m.manifest_fetched.clone()),
+            Box::new(m.generation.clone()),
+            Box::new(m.remote_last_success.clone()),
+            Box::new(m.remote_next_fetch.clone()),
+            Box::new(m.refresh_interval.clone()),
+            Box::new(m.refresh_max_interval.clone()),
         ] {
             m.registry.register(c)?;
         }
@@ -223,6 +286,11 @@ impl Metrics {
         }
         for r in crate::remote::Rejection::ALL {
             m.remote_rejections.with_label_values(&[r.label()]);
+        }
+        for d in Domain::ALL {
+            for result in ["success", "failure"] {
+                m.swaps.with_label_values(&[d.as_str(), result]);
+            }
         }
         for result in ["unchanged", "reloaded", "failure"] {
             m.refreshes.with_label_values(&[result]);

@@ -63,6 +63,14 @@ impl Served {
     }
 }
 
+/// Unix time with sub-second precision, for fetch scheduling.
+pub fn unix_now_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 pub fn unix_now_i64() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -232,6 +240,8 @@ impl View {
             "insecure_options": served.settings.settings.remote.insecure_options(),
             "generation": served.generation,
             "loaded_at_unix": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            // Milliseconds, for measuring a fleet's convergence after a publish.
+            "loaded_at_unix_ms": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             "candidates": served.snapshot.candidate_count(),
             "keys": served.snapshot.key_count(),
             "domains": domains,

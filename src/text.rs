@@ -10,6 +10,15 @@ pub fn fmt_time(t: OffsetDateTime) -> String {
 }
 
 /// An error with its causes, which `Display` of wrapping errors (reqwest, hyper) leaves out.
+/// Lower-case hex SHA-256 of `bytes`, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

@@ -117,12 +117,18 @@ stage_rust() {
 		cargo test --locked
 }
 # Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
-# themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md).
+# themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md). Then the fleet test at
+# N = 50 (tests/fleet/run.sh --smoke), whose assertions are issue 19's Done-when.
 # The declared rust-version, built with Debian's rustc of that version in a cached chroot.
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_msrv() { sh tests/msrv/run.sh; }
 # shellcheck disable=SC2317 # run as "stage_$s" below
-stage_bench() { bash tests/bench/run.sh --smoke; }
+stage_bench() {
+	local rc=0
+	bash tests/bench/run.sh --smoke || rc=1
+	bash tests/fleet/run.sh --smoke || rc=1
+	return "$rc"
+}
 # The cargo-fuzz targets of fuzz/, each run a few seconds over its committed corpus
 # (tests/fuzz/README.md has the long runs).
 # shellcheck disable=SC2317 # run as "stage_$s" below

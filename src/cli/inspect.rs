@@ -202,12 +202,37 @@ pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bo
     if key.is_some() && views.is_empty() {
         return Err(CliError::new(Exit::NotFound, "no such key"));
     }
+    // What the running service serves (generation, each manifest's serial and digest) can
+    // differ from this offline load until its next refresh: both are shown.
+    let served = match super::lifecycle::via_service(
+        ctx,
+        &crate::control::Request::Status,
+        std::time::Duration::from_secs(10),
+    ) {
+        Some(Ok(r)) if r.ok() => Some(r.data),
+        Some(Ok(r)) => {
+            eprintln!(
+                "oneiric: warning: the running service's status: {}",
+                r.message
+            );
+            None
+        }
+        Some(Err(e)) => {
+            eprintln!("oneiric: warning: {}", e.message);
+            None
+        }
+        None => None,
+    };
     let summary = json!({
         "candidates": world.snapshot.candidate_count(),
         "keys": world.snapshot.key_count(),
         "manifests": world.manifests,
         "demo": world.demo,
         "entries": views,
+        "service": served.as_ref().map(|d| json!({
+            "generation": d["generation"],
+            "manifests": d["manifests"],
+        })),
     });
     ctx.print(&summary, || {
         let rows: Vec<Vec<String>> = views
@@ -232,8 +257,12 @@ pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bo
                 ]
             })
             .collect();
+        let serving = match &served {
+            Some(d) => served_lines(d),
+            None => "no running service\n".to_string(),
+        };
         format!(
-            "{} candidates, {} keys\n{}",
+            "{serving}{} candidates, {} keys\n{}",
             world.snapshot.candidate_count(),
             world.snapshot.key_count(),
             table::render(
@@ -243,4 +272,44 @@ pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bo
         )
     });
     Ok(Exit::Ok)
+}
+
+/// The running service's generation and, per manifest, what fleets compare: source, serial,
+/// digest, signed and fetched times.
+fn served_lines(d: &serde_json::Value) -> String {
+    let mut out = format!(
+        "service: serving generation {}\n",
+        d["generation"].as_u64().unwrap_or(0)
+    );
+    let rows: Vec<Vec<String>> = d["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().unwrap_or("-").to_string();
+            vec![
+                crate::text::redact_url(m["origin"].as_str().unwrap_or("-")),
+                m["serial"]
+                    .as_u64()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                m["sha256"]
+                    .as_str()
+                    .map(|h| h.chars().take(12).collect())
+                    .unwrap_or_else(|| "-".into()),
+                text("signed_at"),
+                m["fetched_at"]
+                    .as_i64()
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                    .map(crate::text::fmt_time)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["SOURCE", "SERIAL", "SHA256", "SIGNED_AT", "FETCHED_AT"],
+        &rows,
+    ));
+    out
 }

@@ -14,7 +14,11 @@ use crate::errors::HasExit;
 use crate::lifecycle::{self, LifecycleStatus};
 
 /// Sends a request to the service; `None` when no service is running.
-fn via_service(ctx: &Ctx, req: &Request, timeout: Duration) -> Option<Result<Response, CliError>> {
+pub(super) fn via_service(
+    ctx: &Ctx,
+    req: &Request,
+    timeout: Duration,
+) -> Option<Result<Response, CliError>> {
     match control::request(&ctx.dirs.control_socket(), req, timeout) {
         Ok(r) => Some(Ok(r)),
         Err(ClientError::NoService(_)) => None,

@@ -26,6 +26,7 @@ pub const KNOWN_PLAIN_VARS: &[&str] = &[
     "ONEIRIC_CACHE_DIR",
     "ONEIRIC_RUNTIME_DIR",
     "ONEIRIC_REMOTE_TOKEN",
+    "ONEIRIC_MACHINE_ID_PATH",
 ];
 
 impl Env {

@@ -168,6 +168,24 @@ impl Settings {
         if r.refresh_interval == 0 {
             return Err("remote.refresh_interval: must be at least 1 second".into());
         }
+        // Slots are computed in f64 seconds; a week keeps them exact and the backoff bounded.
+        if r.refresh_interval > 604_800 {
+            return Err("remote.refresh_interval: must be at most 604800 seconds (a week)".into());
+        }
+        if !(0.0..=1.0).contains(&r.refresh_splay) {
+            return Err(
+                "remote.refresh_splay: must be between 0 and 1 (a fraction of refresh_interval)"
+                    .into(),
+            );
+        }
+        if let Some(max) = r.refresh_max_interval {
+            if max < r.refresh_interval || max > 604_800 {
+                return Err(format!(
+                    "remote.refresh_max_interval: must be within refresh_interval ({}) and 604800 seconds",
+                    r.refresh_interval
+                ));
+            }
+        }
         if r.max_clock_skew_seconds > 86_400 {
             return Err("remote.max_clock_skew_seconds: must be at most 86400 (one day)".into());
         }
@@ -292,6 +310,12 @@ pub struct RemoteSettings {
     pub signature_require_expiry: bool,
     pub trusted_public_keys: Vec<String>,
     pub refresh_interval: u64,
+    /// Fraction of `refresh_interval` over which hosts spread their fetches, each at its own
+    /// stable offset (from `/etc/machine-id` and the URL). 0 = every host on the full second.
+    pub refresh_splay: f64,
+    /// Longest gap between two fetches that `Cache-Control: max-age`, `Retry-After` or backoff
+    /// after failures may cause, in seconds; default 10 × `refresh_interval`.
+    pub refresh_max_interval: Option<u64>,
     pub max_retries: u32,
     pub retry_base_delay: f64,
     pub retry_max_delay: f64,
@@ -368,6 +392,8 @@ impl Default for RemoteSettings {
             signature_require_expiry: false,
             trusted_public_keys: Vec::new(),
             refresh_interval: 300,
+            refresh_splay: 0.5,
+            refresh_max_interval: None,
             max_retries: 3,
             retry_base_delay: 1.0,
             retry_max_delay: 30.0,
@@ -501,6 +527,31 @@ mod tests {
             s.validate()
                 .unwrap_err()
                 .contains("lifecycle.health_timeout")
+        );
+    }
+
+    #[test]
+    fn refresh_cadence_bounds_are_validated() {
+        let mut s = Settings::default();
+        s.remote.refresh_splay = 1.5;
+        assert!(s.validate().unwrap_err().contains("remote.refresh_splay"));
+        s.remote.refresh_splay = f64::NAN;
+        assert!(s.validate().unwrap_err().contains("remote.refresh_splay"));
+        s.remote.refresh_splay = 1.0;
+        assert_eq!(s.validate(), Ok(()));
+        s.remote.refresh_max_interval = Some(299);
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("remote.refresh_max_interval")
+        );
+        s.remote.refresh_max_interval = Some(300);
+        assert_eq!(s.validate(), Ok(()));
+        s.remote.refresh_interval = 1_000_000;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .contains("remote.refresh_interval")
         );
     }
 

@@ -191,6 +191,36 @@ impl StateOwner {
                 .with_label_values(&[opt])
                 .set(1);
         }
+        self.metrics.manifest_info.reset();
+        self.metrics.manifest_signed.reset();
+        self.metrics.manifest_fetched.reset();
+        for m in &next.manifests {
+            let serial = m.serial.map(|s| s.to_string());
+            self.metrics
+                .manifest_info
+                .with_label_values(&[
+                    m.origin.as_str(),
+                    serial.as_deref().unwrap_or("none"),
+                    m.sha256.as_str(),
+                ])
+                .set(1);
+            if let Some(t) = m.signed_at_unix {
+                self.metrics
+                    .manifest_signed
+                    .with_label_values(&[&m.origin])
+                    .set(t as f64);
+            }
+            if let Some(t) = m.fetched_at {
+                self.metrics
+                    .manifest_fetched
+                    .with_label_values(&[&m.origin])
+                    .set(t as f64);
+            }
+        }
+        self.metrics.generation.set(generation as i64);
+        let cadence = crate::remote::schedule::Cadence::of(&next.settings.settings.remote);
+        self.metrics.refresh_interval.set(cadence.interval);
+        self.metrics.refresh_max_interval.set(cadence.max_interval);
         for m in &next.manifests {
             if let Some(age) = m.cached_age_seconds {
                 self.metrics

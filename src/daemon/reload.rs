@@ -15,7 +15,8 @@ use crate::lifecycle;
 use crate::manifest::ManifestError;
 use crate::remote::SyncOutcome;
 
-use super::{Service, Trigger, notify, sync::RemoteSync};
+use super::sync::{RemoteSync, Which};
+use super::{Service, Trigger, notify};
 
 /// Quiet time after the last load before its garbage is returned to the system.
 const MEMORY_RELEASE_DELAY: Duration = Duration::from_secs(2);
@@ -35,8 +36,8 @@ impl Service {
         self.reload_locked(trigger, preloaded, &mut pipeline).await
     }
 
-    /// The refresh timer's work: fetch, and reload when a local file or a remote manifest
-    /// changed; otherwise retry failed activations only.
+    /// The refresh timer's work: fetch the remote manifests whose slot came (`due`), and reload
+    /// when a local file or a remote manifest changed; otherwise retry failed activations only.
     #[tracing::instrument(
         name = "refresh",
         skip_all,
@@ -47,12 +48,17 @@ impl Service {
             span_id = tracing::field::Empty
         )
     )]
-    pub async fn refresh(self: &Arc<Self>, local_changed: bool) {
+    pub async fn refresh(self: &Arc<Self>, local_changed: bool, due: Vec<String>) {
         let span = crate::telemetry::traced(tracing::Span::current());
         let mut pipeline = self.pipeline.lock().await;
         let served = self.view.served_full();
         let outcomes = pipeline
-            .sync(&self.req, &served.settings, self.owner.metrics())
+            .sync(
+                &self.req,
+                &served.settings,
+                self.owner.metrics(),
+                Which::Due(&due),
+            )
             .await;
         let remote_changed = outcomes.iter().any(|(url, o)| {
             let stale_now = !matches!(o, SyncOutcome::Updated { .. } | SyncOutcome::NotModified);
@@ -196,7 +202,7 @@ impl Service {
         // A refresh has fetched already, with the settings being served.
         if trigger != Trigger::Refresh {
             pipeline
-                .sync(&self.req, &settings, self.owner.metrics())
+                .sync(&self.req, &settings, self.owner.metrics(), Which::All)
                 .await;
         }
         let (pins, pins_version) = self.owner.pins().await;

@@ -13,8 +13,9 @@ use crate::engine::{self, Dirs, LoadRequest, LoadedSettings};
 use crate::errors::StartError;
 use crate::lifecycle::LifecycleStatus;
 use crate::metrics::Metrics;
+use crate::remote::schedule::Cadence;
 use crate::resolver::Snapshot;
-use crate::served::unix_now;
+use crate::served::{unix_now, unix_now_f64};
 
 use super::owner::{Next, StateOwner};
 use super::reload::RELOAD_DEADLINE;
@@ -212,11 +213,27 @@ async fn serve_inner(
         Arc::new(metrics),
     );
     let view = owner.view();
+    let (host, host_from) = crate::remote::schedule::host_identity(&req.env);
+    if host.is_empty() {
+        tracing::warn!(
+            oneiric_event = "splay_identity",
+            "no machine id or host name to derive this host's refresh offset from; every such host fetches on the same phase"
+        );
+    } else {
+        tracing::debug!(
+            oneiric_event = "splay_identity",
+            "refresh offset derived from {host_from}"
+        );
+    }
+    let schedule = Arc::new(std::sync::Mutex::new(
+        crate::remote::schedule::Scheduler::new(host),
+    ));
     let service = Arc::new(Service {
         owner,
         view: view.clone(),
         req,
-        pipeline: tokio::sync::Mutex::new(RemoteSync::default()),
+        pipeline: tokio::sync::Mutex::new(RemoteSync::new(Arc::clone(&schedule))),
+        schedule,
         reload_started: AtomicU64::new(0),
         loads_published: AtomicU64::new(0),
         started: Instant::now(),
@@ -228,14 +245,6 @@ async fn serve_inner(
         .reload(Trigger::Startup, Some(settings))
         .await
         .map_err(StartError::Load)?;
-    let refresh = Duration::from_secs(
-        view.served()
-            .settings
-            .settings
-            .remote
-            .refresh_interval
-            .max(1),
-    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
@@ -286,9 +295,6 @@ async fn serve_inner(
         ),
     }
 
-    let mut refresh_timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
-    refresh_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let watchdog = notify::watchdog_interval();
     // Without a watchdog the tick is effectively never: no idle wake-ups.
     let mut watchdog_timer = tokio::time::interval(
@@ -299,16 +305,44 @@ async fn serve_inner(
     let mut last_fingerprint = service.fingerprint();
     let mut last_expired = view.observe_expiry();
     let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A finished refresh has moved its URLs' next slots: the loop must compute its sleep
+    // again, or it would sleep past them and drift off its phase.
+    let refreshed = Arc::new(tokio::sync::Notify::new());
     tokio::pin!(shutdown);
+    service
+        .schedule
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .woke(unix_now_f64());
 
     loop {
+        // Recomputed every turn: a reload may change the URLs or the cadence, and each fetch
+        // moves its URL's next slot.
+        let (urls, cadence) = {
+            let served = view.served();
+            (
+                engine::remote_urls(&service.req, &served.settings),
+                Cadence::of(&served.settings.settings.remote),
+            )
+        };
+        let wake_in = {
+            let now = unix_now_f64();
+            let at = service
+                .schedule
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next_wake(&urls, &cadence, now);
+            Duration::from_secs_f64((at - now).clamp(0.0, cadence.max_interval))
+        };
         tokio::select! {
             () = &mut shutdown => break,
             _ = sighup.recv() => {
                 let s = Arc::clone(&service);
                 tokio::spawn(async move { let _ = s.reload(Trigger::Sighup, None).await; });
             }
-            _ = refresh_timer.tick() => {
+            () = refreshed.notified() => {}
+            () = tokio::time::sleep(wake_in) => {
+                let now = unix_now_f64();
                 // Freshness is re-judged on the timer, not only at load: with the origin down
                 // nothing would reload, and an expired manifest must stop looking ready.
                 let expired = view.observe_expiry();
@@ -324,13 +358,21 @@ async fn serve_inner(
                 let local_changed = current != last_fingerprint;
                 last_fingerprint = current;
                 // A slow remote must not pile up refreshes.
+                let mut schedule = service.schedule.lock().unwrap_or_else(|e| e.into_inner());
+                schedule.woke(now);
                 if !refreshing.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let due = schedule.due(&urls, &cadence, now);
+                    drop(schedule);
                     let s = Arc::clone(&service);
                     let flag = Arc::clone(&refreshing);
+                    let done = Arc::clone(&refreshed);
                     tokio::spawn(async move {
-                        s.refresh(local_changed).await;
+                        s.refresh(local_changed, due).await;
                         flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                        done.notify_one();
                     });
+                } else {
+                    schedule.skip(&urls, &cadence, now);
                 }
             }
             _ = watchdog_timer.tick(), if watchdog.is_some() => {

@@ -2,22 +2,39 @@
 //! Failures leave the last good copy in place; they are logged, counted, and shown in
 //! `STATUS=` by the load that follows.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
 use crate::engine::{self, LoadRequest, LoadedSettings};
 use crate::metrics::Metrics;
+use crate::remote::schedule::{self, Cadence, Scheduler};
 use crate::remote::{Fetcher, SyncOutcome};
+
+/// Which of a load's remote manifests to fetch.
+pub enum Which<'a> {
+    /// Every one: a reload (startup, SIGHUP, `oneiric reload`) wants the origin's latest.
+    All,
+    /// Those whose slot came (the refresh timer).
+    Due(&'a [String]),
+}
 
 /// The fetcher of the current remote settings, rebuilt when they change. Owned by the reload
 /// pipeline, which runs one reload at a time.
-#[derive(Default)]
 pub struct RemoteSync {
     fetcher: Option<(crate::config::RemoteSettings, Arc<Fetcher>)>,
+    /// Shared with the main loop, which sleeps until the next slot.
+    schedule: Arc<Mutex<Scheduler>>,
 }
 
 impl RemoteSync {
+    pub fn new(schedule: Arc<Mutex<Scheduler>>) -> Self {
+        Self {
+            fetcher: None,
+            schedule,
+        }
+    }
+
     fn fetcher(&mut self, req: &LoadRequest, settings: &LoadedSettings) -> Option<Arc<Fetcher>> {
         if let Some((s, f)) = &self.fetcher {
             if *s == settings.settings.remote {
@@ -38,14 +55,19 @@ impl RemoteSync {
         }
     }
 
-    /// Fetches every URL manifest of the load that `settings` describe.
+    /// Fetches the URL manifests of the load that `settings` describe (all, or the due ones),
+    /// and schedules each one's next fetch from how this one went.
     pub async fn sync(
         &mut self,
         req: &LoadRequest,
         settings: &LoadedSettings,
         metrics: &Metrics,
+        which: Which<'_>,
     ) -> Vec<(String, SyncOutcome)> {
-        let urls = engine::remote_urls(req, settings);
+        let urls = match which {
+            Which::All => engine::remote_urls(req, settings),
+            Which::Due(due) => due.to_vec(),
+        };
         if urls.is_empty() {
             return Vec::new();
         }
@@ -59,9 +81,30 @@ impl RemoteSync {
                 return Vec::new();
             }
         };
+        let cadence = Cadence::of(&settings.settings.remote);
         let mut out = Vec::new();
         for url in urls {
-            let outcome = fetch_one(&fetcher, &url, &policy, metrics).await;
+            let started = crate::served::unix_now_f64();
+            let (outcome, hints) = fetch_one(&fetcher, &url, &policy, metrics).await;
+            let result = match outcome {
+                SyncOutcome::Updated { .. }
+                | SyncOutcome::NotModified
+                | SyncOutcome::Rejected { .. } => schedule::Outcome::Answered,
+                SyncOutcome::Failed { .. } | SyncOutcome::BreakerOpen { .. } => {
+                    schedule::Outcome::Failed
+                }
+            };
+            let next = {
+                let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
+                s.record(&url, result, hints, &cadence, started);
+                s.next_fetch(&url, &cadence)
+            };
+            if let Some(next) = next {
+                metrics
+                    .remote_next_fetch
+                    .with_label_values(&[&url])
+                    .set(next);
+            }
             out.push((url, outcome));
         }
         out
@@ -85,15 +128,21 @@ async fn fetch_one(
     url: &str,
     policy: &crate::manifest::signature::TrustPolicy,
     metrics: &Metrics,
-) -> SyncOutcome {
+) -> (SyncOutcome, schedule::Hints) {
     let span = crate::telemetry::traced(tracing::Span::current());
-    let outcome = fetcher.sync(url, policy).in_current_span().await;
+    let (outcome, hints) = fetcher.sync_with_hints(url, policy).in_current_span().await;
     span.record("result", outcome.label());
     span.record("cache_hit", matches!(outcome, SyncOutcome::NotModified));
     metrics
         .remote_fetches
         .with_label_values(&[outcome.label()])
         .inc();
+    // From the cache's record, not only this process's fetches: a host restarted while its
+    // origin is down must still show how long ago it last heard from it (0: never).
+    metrics
+        .remote_last_success
+        .with_label_values(&[url])
+        .set(crate::remote::last_success(fetcher.cache_dir(), url) as f64);
     match &outcome {
         SyncOutcome::Updated { bytes, .. } => {
             span.record("bytes", *bytes);
@@ -131,5 +180,5 @@ async fn fetch_one(
             )
         }
     }
-    outcome
+    (outcome, hints)
 }

@@ -147,8 +147,15 @@ pub struct ManifestReport {
     /// Fetched from a URL (through the cache), as opposed to a file of this host.
     pub remote: bool,
     pub serial: Option<u64>,
+    /// SHA-256 (hex) of the manifest's bytes (as served by the origin, for a URL): what hosts
+    /// of a fleet compare to see that they serve the same release.
+    pub sha256: String,
+    /// Unix time the served copy of a URL manifest was downloaded.
+    pub fetched_at: Option<u64>,
     /// RFC 3339, as signed.
     pub signed_at: Option<String>,
+    /// `signed_at` as Unix seconds, for the `oneiric_manifest_signed_timestamp_seconds` gauge.
+    pub signed_at_unix: Option<i64>,
     pub expires_at: Option<String>,
     /// When this manifest stops being fresh (Unix seconds): `expires_at`, or `signed_at` plus
     /// `remote.signature_max_age_seconds`, whichever comes first. The service re-checks it on
@@ -161,9 +168,13 @@ impl ManifestReport {
         m: &Manifest,
         signature: Verdict,
         cached_age_seconds: Option<u64>,
-        remote: bool,
+        origin: Origin,
         max_age: Option<u64>,
     ) -> Self {
+        let (remote, sha256, fetched_at) = match origin {
+            Origin::Local { sha256 } => (false, sha256, None),
+            Origin::Remote { sha256, fetched_at } => (true, sha256, Some(fetched_at)),
+        };
         let h = &m.header;
         let by_age = h.signed_at.zip(max_age).map(|(s, a)| {
             s.unix_timestamp()
@@ -184,11 +195,20 @@ impl ManifestReport {
             cached_age_seconds,
             remote,
             serial: h.serial,
+            sha256,
+            fetched_at,
             signed_at: h.signed_at.map(crate::text::fmt_time),
+            signed_at_unix: h.signed_at.map(|t| t.unix_timestamp()),
             expires_at: h.expires_at.map(crate::text::fmt_time),
             fresh_until,
         }
     }
+}
+
+/// Where a manifest's bytes came from, for its report.
+enum Origin {
+    Local { sha256: String },
+    Remote { sha256: String, fetched_at: u64 },
 }
 
 /// Everything loaded, ready to serve.
@@ -402,12 +422,13 @@ pub fn load_with(
     let mut reports = Vec::new();
     let mut unavailable = Vec::new();
     for source in &sources {
-        let (m, verdict, cached_age) = match source {
+        let (m, verdict, cached_age, origin) = match source {
             ManifestSource::Path(p) => {
                 let text = read_manifest(p)?;
                 let (m, verdict) =
                     manifest::parse_verified(&text, &p.display().to_string(), &trust.local)?;
-                (m, verdict, None)
+                let sha256 = crate::text::sha256_hex(text.as_bytes());
+                (m, verdict, None, Origin::Local { sha256 })
             }
             // The network is never touched here: remote manifests come from the cache that
             // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
@@ -417,7 +438,15 @@ pub fn load_with(
                 u,
                 &trust.remote,
             ) {
-                Ok(loaded) => loaded,
+                Ok(c) => (
+                    c.manifest,
+                    c.verdict,
+                    c.stale_age,
+                    Origin::Remote {
+                        sha256: c.sha256,
+                        fetched_at: c.fetched_at,
+                    },
+                ),
                 Err(crate::remote::CacheError::Unavailable { origin, message })
                     if missing == MissingRemote::Skip
                         && !crate::remote::cache_paths(&cache_dir(req, &loaded), u)
@@ -442,12 +471,11 @@ pub fn load_with(
         if verdict == Verdict::Unsigned && !m.entries.is_empty() {
             warnings.push(format!("{}: manifest is unsigned", m.origin));
         }
-        let remote = matches!(source, ManifestSource::Url(_));
         reports.push(ManifestReport::new(
             &m,
             verdict,
             cached_age,
-            remote,
+            origin,
             loaded.settings.remote.signature_max_age_seconds,
         ));
         manifests.push(m);
@@ -463,7 +491,9 @@ pub fn load_with(
             &m,
             Verdict::Unsigned,
             None,
-            false,
+            Origin::Local {
+                sha256: crate::text::sha256_hex(DEMO_MANIFEST.as_bytes()),
+            },
             None,
         ));
         manifests.push(m);

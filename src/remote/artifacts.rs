@@ -120,7 +120,10 @@ async fn sync_one(
     }
     fetcher.check_scheme(uri)?;
     let message = |e: super::Attempt| match e {
-        super::Attempt::Retry(s) | super::Attempt::Fatal(s) | super::Attempt::Refused(s) => s,
+        super::Attempt::Retry(s)
+        | super::Attempt::Busy(s)
+        | super::Attempt::Fatal(s)
+        | super::Attempt::Refused(s) => s,
     };
     let resp = fetcher.get(uri, &[], false).await.map_err(message)?;
     if !resp.status().is_success() {

@@ -10,6 +10,7 @@
 mod artifacts;
 mod cache;
 pub mod highwater;
+pub mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -214,6 +215,10 @@ impl Fetcher {
         &self.settings
     }
 
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
     fn check_scheme(&self, url: &str) -> Result<(), String> {
         check_scheme(url, self.settings.allow_http)
     }
@@ -298,6 +303,26 @@ impl Fetcher {
     /// Fetches `url` once (with retries), and stores it as the last good copy when it is valid
     /// and its signatures pass `policy`.
     pub async fn sync(&self, url: &str, policy: &TrustPolicy) -> SyncOutcome {
+        self.sync_with_hints(url, policy).await.0
+    }
+
+    /// [`Fetcher::sync`], also returning what the origin said about when to ask again.
+    pub async fn sync_with_hints(
+        &self,
+        url: &str,
+        policy: &TrustPolicy,
+    ) -> (SyncOutcome, schedule::Hints) {
+        let mut hints = schedule::Hints::default();
+        let outcome = self.sync_inner(url, policy, &mut hints).await;
+        (outcome, hints)
+    }
+
+    async fn sync_inner(
+        &self,
+        url: &str,
+        policy: &TrustPolicy,
+        hints: &mut schedule::Hints,
+    ) -> SyncOutcome {
         if let Err(e) = self.check_scheme(url) {
             return SyncOutcome::Rejected {
                 reason: e,
@@ -320,7 +345,9 @@ impl Fetcher {
         let paths = cache_paths(&self.cache_dir, url);
         let mut meta = read_meta(&paths).unwrap_or_else(|| CacheMeta::new(url));
         let cached_present = paths.manifest.exists();
-        let outcome = self.fetch_with_retries(url, &meta, cached_present).await;
+        let outcome = self
+            .fetch_with_retries(url, &meta, cached_present, hints)
+            .await;
         let now = cache::unix_now();
         meta.last_attempt_at = now;
         let result = match outcome {
@@ -452,6 +479,7 @@ impl Fetcher {
         url: &str,
         meta: &CacheMeta,
         conditional: bool,
+        hints: &mut schedule::Hints,
     ) -> Result<Fetched, FetchError> {
         let budget = Duration::from_millis(self.settings.latency_budget_ms.unwrap_or(30_000));
         let start = Instant::now();
@@ -466,10 +494,14 @@ impl Fetcher {
                 ));
             }
             let result =
-                tokio::time::timeout(remaining, self.fetch_once(url, meta, conditional)).await;
+                tokio::time::timeout(remaining, self.fetch_once(url, meta, conditional, hints))
+                    .await;
             let err = match result {
                 Ok(Ok(f)) => return Ok(f),
                 Ok(Err(Attempt::Fatal(e))) => return Err(FetchError::Failed(e, attempt)),
+                // The origin said when to come back: retrying sooner would be the stampede it
+                // asked to avoid, so this fetch ends and the schedule honours the hint.
+                Ok(Err(Attempt::Busy(e))) => return Err(FetchError::Failed(e, attempt)),
                 Ok(Err(Attempt::Refused(e))) => return Err(FetchError::Refused(e)),
                 Ok(Err(Attempt::Retry(e))) => e,
                 Err(_) => format!("time budget of {} ms spent", budget.as_millis()),
@@ -502,6 +534,7 @@ impl Fetcher {
         url: &str,
         meta: &CacheMeta,
         conditional: bool,
+        hints: &mut schedule::Hints,
     ) -> Result<Fetched, Attempt> {
         let mut headers = Vec::new();
         if conditional {
@@ -514,10 +547,25 @@ impl Fetcher {
         }
         let resp = self.get(url, &headers, true).await?;
         let status = resp.status();
+        let header_str =
+            |h: reqwest::header::HeaderName| resp.headers().get(h).and_then(|v| v.to_str().ok());
+        if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
+            hints.max_age =
+                header_str(reqwest::header::CACHE_CONTROL).and_then(schedule::parse_max_age);
+        }
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
         }
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let after = header_str(reqwest::header::RETRY_AFTER)
+                .and_then(|v| schedule::parse_retry_after(v, cache::unix_now() as i64));
+            if let Some(after) = after {
+                hints.retry_after = Some(after);
+                return Err(Attempt::Busy(format!(
+                    "HTTP {}, Retry-After {after} s",
+                    status.as_u16()
+                )));
+            }
             return Err(Attempt::Retry(format!("HTTP {}", status.as_u16())));
         }
         if !status.is_success() {
@@ -576,6 +624,8 @@ enum Fetched {
 
 enum Attempt {
     Retry(String),
+    /// The origin is overloaded and said when to return (`Retry-After`).
+    Busy(String),
     Fatal(String),
     Refused(String),
 }
@@ -620,15 +670,27 @@ pub enum CacheError {
     Manifest(#[from] manifest::ManifestError),
 }
 
+/// The last good copy of a remote manifest, as the loader gets it.
+pub struct Cached {
+    pub manifest: Manifest,
+    /// The signature verdict of the copy under the policy it was loaded with.
+    pub verdict: Verdict,
+    /// How old the copy is, when the latest fetch failed.
+    pub stale_age: Option<u64>,
+    /// SHA-256 (hex) of the body as the origin served it.
+    pub sha256: String,
+    /// Unix time the body was downloaded (0 when unknown).
+    pub fetched_at: u64,
+}
+
 /// The last good copy of a remote manifest, for the loader. Entries whose artifact could not be
-/// fetched and verified are skipped with the reason. Returns the manifest and, when the latest
-/// fetch failed, how old the copy is, with the signature verdict of the copy under `policy`.
+/// fetched and verified are skipped with the reason.
 pub fn load_cached(
     cache_dir: &Path,
     state_dir: &Path,
     url: &str,
     policy: &TrustPolicy,
-) -> Result<(Manifest, Verdict, Option<u64>), CacheError> {
+) -> Result<Cached, CacheError> {
     let paths = cache_paths(cache_dir, url);
     let remote_err = |message: String| CacheError::Unavailable {
         origin: url.to_string(),
@@ -682,12 +744,27 @@ pub fn load_cached(
     }
     m.entries = kept;
     m.skipped.sort_by_key(|s| s.index);
+    let fetched_at = meta.as_ref().map(|mm| mm.fetched_at).unwrap_or(0);
     let age = meta.and_then(|mm| {
         mm.last_error
             .as_ref()
             .map(|_| cache::unix_now().saturating_sub(mm.fetched_at.max(mm.not_modified_at)))
     });
-    Ok((m, verdict, age))
+    Ok(Cached {
+        manifest: m,
+        verdict,
+        stale_age: age,
+        sha256: crate::text::sha256_hex(text.as_bytes()),
+        fetched_at,
+    })
+}
+
+/// Unix time of the last answer from the origin that confirmed the cached copy (a new body or
+/// a 304), from the cache's own record; 0 when there was none.
+pub fn last_success(cache_dir: &Path, url: &str) -> u64 {
+    read_meta(&cache_paths(cache_dir, url))
+        .map(|m| m.fetched_at.max(m.not_modified_at))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -695,6 +772,68 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An origin answering every request with `response`, counting requests.
+    async fn origin(response: &'static [u8]) -> (u16, std::sync::Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = std::sync::Arc::clone(&hits);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                h.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(response).await;
+            }
+        });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn retry_after_ends_the_fetch_and_max_age_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RemoteSettings {
+            allow_http: true,
+            max_retries: 3,
+            retry_base_delay: 0.01,
+            ..Default::default()
+        };
+        let f = Fetcher::new(
+            &settings,
+            dir.path(),
+            dir.path(),
+            &crate::config::Env::default(),
+        )
+        .unwrap();
+        let policy = TrustPolicy::new(Vec::new(), 1, time::OffsetDateTime::now_utc());
+        let (port, hits) = origin(
+            b"HTTP/1.1 503 Busy\r\nretry-after: 120\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{port}/m.json");
+        let (outcome, hints) = f.sync_with_hints(&url, &policy).await;
+        assert!(
+            matches!(outcome, SyncOutcome::Failed { attempts: 1, .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(hints.retry_after, Some(120));
+        // Not retried within the fetch although max_retries allows 3.
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        let (port, _) = origin(
+            b"HTTP/1.1 304 Not Modified\r\ncache-control: public, max-age=900\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let url = format!("http://127.0.0.1:{port}/m.json");
+        let (outcome, hints) = f.sync_with_hints(&url, &policy).await;
+        assert_eq!(outcome, SyncOutcome::NotModified);
+        assert_eq!(hints.max_age, Some(900));
+        assert_eq!(hints.retry_after, None);
+    }
 
     #[tokio::test]
     async fn breaker_opens_after_threshold_and_half_opens_after_reset() {

@@ -336,6 +336,7 @@ packaging/etc/oneiric/actions.yml|etc/oneiric/actions.yml
 packaging/etc/oneiric/manifest.yaml|etc/oneiric/manifest.yaml
 packaging/etc/oneiric/environment|etc/oneiric/environment
 packaging/examples/oneiric-alerts.yml|usr/share/doc/oneiric/examples/oneiric-alerts.yml
+packaging/examples/oneiric-fleet-dashboard.json|usr/share/doc/oneiric/examples/oneiric-fleet-dashboard.json
 packaging/examples/journald-oneiric.conf.example|usr/share/doc/oneiric/examples/journald-oneiric.conf.example"
 # shellcheck disable=SC2317 # run through t_check
 identical() {
@@ -375,6 +376,7 @@ DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
 -rw-r--r-- root/root ./usr/share/doc/oneiric/copyright
 -rw-r--r-- root/root ./usr/share/doc/oneiric/examples/journald-oneiric.conf.example
 -rw-r--r-- root/root ./usr/share/doc/oneiric/examples/oneiric-alerts.yml
+-rw-r--r-- root/root ./usr/share/doc/oneiric/examples/oneiric-fleet-dashboard.json
 -rw-r--r-- root/root ./usr/share/lintian/overrides/oneiric"
 # cargo-deb writes numeric owners: 0/0 is root/root.
 dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { o = $2; if (o == "0/0") o = "root/root"; print $1, o, $6 }' | sort >"$WORK/deb-files.txt"
@@ -473,7 +475,8 @@ RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
 0100644 root root 0 1 /usr/share/doc/oneiric/CHANGELOG.md
 0100644 root root 0 1 /usr/share/doc/oneiric/copyright
 0100644 root root 0 1 /usr/share/doc/oneiric/examples/journald-oneiric.conf.example
-0100644 root root 0 1 /usr/share/doc/oneiric/examples/oneiric-alerts.yml"
+0100644 root root 0 1 /usr/share/doc/oneiric/examples/oneiric-alerts.yml
+0100644 root root 0 1 /usr/share/doc/oneiric/examples/oneiric-fleet-dashboard.json"
 # shellcheck disable=SC2317 # run through t_check
 rpm_files() {
 	local got want
