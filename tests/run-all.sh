@@ -116,12 +116,12 @@ stage_rust() {
 		cargo clippy --all-targets --locked -- -D warnings &&
 		cargo test --locked
 }
-# Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
-# themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md). Then the fleet test at
-# N = 50 (tests/fleet/run.sh --smoke), whose assertions are issue 19's Done-when.
 # The declared rust-version, built with Debian's rustc of that version in a cached chroot.
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_msrv() { sh tests/msrv/run.sh; }
+# Benchmarks in smoke mode (tiny sizes, no time judgement) so they cannot rot; the figures
+# themselves come from `bash tests/bench/run.sh` (BENCHMARKS.md). Then the fleet test at
+# N = 50 (tests/fleet/run.sh --smoke), whose assertions are issue 19's Done-when.
 # shellcheck disable=SC2317 # run as "stage_$s" below
 stage_bench() {
 	local rc=0
