@@ -837,25 +837,8 @@ mod tests {
 
     #[tokio::test]
     async fn breaker_opens_after_threshold_and_half_opens_after_reset() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        let hits = std::sync::Arc::new(AtomicUsize::new(0));
-        let h = std::sync::Arc::clone(&hits);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = l.accept().await else {
-                    return;
-                };
-                h.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    )
-                    .await;
-            }
-        });
+        let (port, hits) =
+            origin(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
         let dir = tempfile::tempdir().unwrap();
         let settings = RemoteSettings {
             allow_http: true,
