@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::activation::ActivationError;
 use crate::activity::ActivityError;
 use crate::config::ConfigError;
 use crate::control::{BindError, ClientError};
@@ -49,6 +50,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Control(#[from] BindError),
+    #[error("socket activation: {0}")]
+    Activation(#[from] ActivationError),
     #[error(transparent)]
     Activity(#[from] ActivityError),
     #[error(transparent)]
@@ -118,6 +121,23 @@ impl HasExit for StartError {
             | StartError::Control(_)
             | StartError::Activity(_)
             | StartError::Metrics(_) => Exit::Failure,
+            StartError::Activation(e) => e.exit(),
+        }
+    }
+}
+
+impl HasExit for ActivationError {
+    fn exit(&self) -> Exit {
+        match self {
+            // The socket unit and the settings disagree: a configuration to fix.
+            ActivationError::HttpMismatch { .. }
+            | ActivationError::HttpDisabled { .. }
+            | ActivationError::ControlMismatch { .. }
+            | ActivationError::Duplicate(_) => Exit::InvalidConfig,
+            ActivationError::BadCount(_)
+            | ActivationError::NameCount { .. }
+            | ActivationError::NotListening { .. }
+            | ActivationError::Io { .. } => Exit::Failure,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`daemon`], [`http`], [`metrics`] and [`control`] make up the long-running service.
 //! [`cli`] is the command line. See ARCHITECTURE.md for the flows.
 
+pub mod activation;
 pub mod activity;
 pub mod alloc;
 pub mod cli;

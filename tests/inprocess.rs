@@ -35,7 +35,7 @@ fn serve_in_process_on_port_zero_then_stop() {
         },
     };
     let settings = engine::settings(&req).expect("settings");
-    let listeners = bind_listeners(&settings, &req.dirs).expect("bind");
+    let listeners = bind_listeners(&settings, &req.dirs, &req.env).expect("bind");
     let port = listeners
         .http
         .as_ref()

@@ -329,3 +329,187 @@ fn slow_requests_are_cut_off() {
     assert!(start.elapsed() < Duration::from_secs(15), "not cut off");
     assert_eq!(http(svc.port, "GET", "/healthz").0, 200);
 }
+
+/// Starts `oneiric orchestrate` the way systemd starts a socket-activated service: the
+/// listeners at fd 3.., `LISTEN_FDS`/`LISTEN_FDNAMES`, and `LISTEN_PID` set to the service's
+/// own PID (exec through sh, whose `$$` the service inherits).
+fn start_activated(
+    sb: &Sandbox,
+    fds: &[(&str, std::os::fd::RawFd)],
+    extra: &[&str],
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let names: Vec<&str> = fds.iter().map(|(n, _)| *n).collect();
+    let sources: Vec<std::os::fd::RawFd> = fds.iter().map(|(_, fd)| *fd).collect();
+    let mut shell = format!(
+        "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {BIN} orchestrate",
+        fds.len(),
+        names.join(":")
+    );
+    for a in extra {
+        shell.push(' ');
+        shell.push_str(a);
+    }
+    let template = sb.cmd(&[]);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.arg("-c")
+        .arg(shell)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(sb.path("service.log"))
+                .expect("log"),
+        ));
+    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. Sources are
+    // first moved above the targets so that placing one cannot overwrite another, and dup2
+    // onto a different number clears FD_CLOEXEC as exec needs.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = Vec::with_capacity(sources.len());
+            for fd in &sources {
+                let h = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
+                if h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                high.push(h);
+            }
+            for (i, h) in high.iter().enumerate() {
+                if libc::dup2(*h, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("spawn service")
+}
+
+fn wait_log(sb: &Sandbox, needle: &str, n: usize) -> bool {
+    poll_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(sb.path("service.log"))
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
+            >= n
+    })
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let done = poll_until(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    assert!(done, "service did not stop on SIGTERM");
+}
+
+#[test]
+fn inherited_sockets_are_served_and_survive_a_restart() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    // What systemd's oneiric.socket holds: the HTTP listener, the control socket, and one
+    // socket the service does not serve (closed and logged).
+    let http_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http_l.local_addr().unwrap().port();
+    let control = std::os::unix::net::UnixListener::bind(sb.path("run/control.sock")).unwrap();
+    let stray = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fds = [
+        ("http", http_l.as_raw_fd()),
+        ("control", control.as_raw_fd()),
+        ("metrics-extra", stray.as_raw_fd()),
+    ];
+    let port_arg = port.to_string();
+    let args = ["--http-port", port_arg.as_str(), "--refresh-interval", "1"];
+
+    // A client that connects before the service exists waits in the backlog, and is
+    // answered once the service is up: no refusal.
+    let mut early = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    early
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut first = start_activated(&sb, &fds, &args);
+    let mut answer = String::new();
+    early.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(wait_log(
+        &sb,
+        "listening on sockets passed by systemd: http, control",
+        1
+    ));
+    assert!(wait_log(
+        &sb,
+        "closed a passed socket named \"metrics-extra\"",
+        1
+    ));
+    let o = sb.run(&["status"]);
+    assert_eq!(
+        code(&o),
+        0,
+        "status over the passed control socket: {}",
+        stderr(&o)
+    );
+    let (status, body) = http(port, "GET", "/v1/resolve/adapter/cache");
+    assert_eq!(status, 200, "{body}");
+
+    // Stopped: the passed control socket's path stays (systemd owns it), and a client that
+    // connects while no service runs is answered by the next one.
+    stop(&mut first);
+    assert!(sb.path("run/control.sock").exists());
+    let mut between = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    between
+        .write_all(b"GET /v1/resolve/adapter/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    between
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut second = start_activated(&sb, &fds, &args);
+    let mut answer = String::new();
+    between.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("redis"), "{answer}");
+    stop(&mut second);
+}
+
+#[test]
+fn inherited_sockets_that_disagree_with_the_settings_are_refused() {
+    use std::os::fd::AsRawFd;
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = free_port().to_string();
+    let mut child = start_activated(
+        &sb,
+        &[("http", http.as_raw_fd())],
+        &["--http-port", other.as_str()],
+    );
+    let mut code = None;
+    poll_until(Duration::from_secs(20), || match child.try_wait() {
+        Ok(Some(st)) => {
+            code = st.code();
+            true
+        }
+        _ => false,
+    });
+    let log = std::fs::read_to_string(sb.path("service.log")).unwrap_or_default();
+    assert_eq!(code, Some(3), "{log}");
+    assert!(log.contains("ListenStream="), "{log}");
+    assert!(log.contains(&format!("127.0.0.1:{other}")), "{log}");
+    // Nothing was bound in the passed socket's place, and the control socket it would have
+    // bound itself is not left behind by the refused start.
+    assert!(!sb.path("run/control.sock").exists(), "{log}");
+}

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use crate::activation;
 use crate::activity::ActivityStore;
+use crate::config::Env;
 use crate::engine::{self, Dirs, LoadRequest, LoadedSettings};
 use crate::errors::StartError;
 use crate::lifecycle::LifecycleStatus;
@@ -21,35 +23,75 @@ use super::owner::{Next, StateOwner};
 use super::reload::RELOAD_DEADLINE;
 use super::{Service, Trigger, control_server, notify, sync::RemoteSync};
 
-/// The sockets the service answers on, bound by the caller before the first load, so that
-/// clients connecting early wait in the backlog instead of being refused.
+/// The sockets the service answers on, bound by the caller before the first load (or passed
+/// by systemd), so that clients connecting early wait in the backlog instead of being refused.
 pub struct Listeners {
     pub http: Option<std::net::TcpListener>,
     pub control: std::os::unix::net::UnixListener,
     pub control_path: PathBuf,
+    /// Whether this process created the control socket's path (and removes it at exit). A
+    /// socket systemd passed stays: systemd keeps listening on it across the restart.
+    pub control_owned: bool,
 }
 
-/// Binds the HTTP listener the settings ask for (if enabled) and the control socket.
-pub fn bind_listeners(settings: &LoadedSettings, dirs: &Dirs) -> Result<Listeners, StartError> {
+/// The listeners systemd passed (`oneiric.socket`), checked against the settings, with what
+/// it did not pass bound here; without passed sockets, everything bound here.
+pub fn bind_listeners(
+    settings: &LoadedSettings,
+    dirs: &Dirs,
+    env: &Env,
+) -> Result<Listeners, StartError> {
     let http = &settings.settings.http;
-    let http = if http.enabled {
-        let addr = format!("{}:{}", http.address, http.port);
-        let l = std::net::TcpListener::bind(&addr)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| StartError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-        Some(l)
-    } else {
-        None
-    };
     let control_path = dirs.control_socket();
-    let control = crate::control::bind(&control_path)?;
+    let inherited = activation::take(env)?.unwrap_or_default();
+    for name in &inherited.closed {
+        tracing::warn!(
+            oneiric_event = "socket_activation",
+            "closed a passed socket named {name:?}: oneiric serves one HTTP and one control socket"
+        );
+    }
+    let passed_http = inherited.http.is_some();
+    let http = match inherited.http {
+        Some(l) => {
+            activation::check_http(&l, http.enabled, &http.address, http.port)?;
+            Some(l)
+        }
+        None if http.enabled => {
+            let addr = format!("{}:{}", http.address, http.port);
+            let l = std::net::TcpListener::bind(&addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| StartError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            Some(l)
+        }
+        None => None,
+    };
+    let (control, control_owned) = match inherited.control {
+        Some(l) => {
+            activation::check_control(&l, &control_path)?;
+            (l, false)
+        }
+        None => (crate::control::bind(&control_path)?, true),
+    };
+    if passed_http || !control_owned {
+        tracing::info!(
+            oneiric_event = "socket_activation",
+            "listening on sockets passed by systemd: {}",
+            [(passed_http, "http"), (!control_owned, "control")]
+                .iter()
+                .filter(|(p, _)| *p)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(Listeners {
         http,
         control,
         control_path,
+        control_owned,
     })
 }
 
@@ -107,7 +149,7 @@ pub fn run(req: LoadRequest) -> Result<(), StartError> {
     };
     let result = (|| {
         let settings = pre.map_err(|e| StartError::Load(e.into()))?;
-        let listeners = bind_listeners(&settings, &req.dirs)?;
+        let listeners = bind_listeners(&settings, &req.dirs, &req.env)?;
         let banner = format!("logging to {}; traces {}", telemetry.sink, telemetry.otel);
         runtime.block_on(async {
             // Handlers before the first load: a SIGTERM during startup waits for the main
@@ -163,7 +205,9 @@ pub async fn serve(
         banner,
     } = options;
     let mut sighup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let control_path = listeners.control_path.clone();
+    let control_path = listeners
+        .control_owned
+        .then(|| listeners.control_path.clone());
     let result = serve_inner(
         req,
         settings,
@@ -174,7 +218,9 @@ pub async fn serve(
         &mut sighup,
     )
     .await;
-    let _ = std::fs::remove_file(&control_path);
+    if let Some(path) = control_path {
+        let _ = std::fs::remove_file(path);
+    }
     result
 }
 

@@ -1,0 +1,376 @@
+//! Listening sockets handed over by systemd (`oneiric.socket`), by `sd_listen_fds(3)`'s
+//! protocol: `LISTEN_PID` names the process they are for, `LISTEN_FDS` counts them from fd 3,
+//! `LISTEN_FDNAMES` names them (`FileDescriptorName=`). systemd keeps these sockets open while
+//! the service restarts, crashes or is upgraded, so clients wait in the kernel's backlog
+//! instead of being refused.
+//!
+//! Names `http` and `control` (`FileDescriptorName=` in packaging/oneiric.socket) say what a
+//! socket serves; a socket with another name fills a slot no name claimed, by its family.
+//! Anything left over is closed and logged: a socket unit edited to pass more than we serve
+//! must not leave listeners nobody accepts on.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use crate::config::Env;
+
+/// `SD_LISTEN_FDS_START`.
+const FIRST_FD: RawFd = 3;
+/// More than any socket unit of ours passes; a larger count is a corrupt environment, and
+/// taking ownership of arbitrary descriptors would close files that are not sockets.
+const MAX_FDS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("LISTEN_FDS={0:?} is not a count of passed sockets (0..={MAX_FDS})")]
+    BadCount(String),
+    #[error("LISTEN_FDNAMES names {names} socket(s) but LISTEN_FDS={fds}")]
+    NameCount { names: usize, fds: usize },
+    #[error("passed socket {name:?} (fd {fd}) is not a listening stream socket ({detail})")]
+    NotListening {
+        name: String,
+        fd: RawFd,
+        detail: &'static str,
+    },
+    #[error("passed socket {name:?} (fd {fd}): {source}")]
+    Io {
+        name: String,
+        fd: RawFd,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("two passed sockets serve {0}; oneiric.socket must pass one of each")]
+    Duplicate(&'static str),
+    #[error(
+        "oneiric.socket listens on {passed} but the settings say http.address:http.port = {configured}; \
+         change ListenStream= (systemctl edit oneiric.socket) or the settings so that they agree"
+    )]
+    HttpMismatch {
+        passed: SocketAddr,
+        configured: String,
+    },
+    #[error(
+        "oneiric.socket passes an HTTP socket ({passed}) but http.enabled is false; \
+         remove its ListenStream= for HTTP or enable http"
+    )]
+    HttpDisabled { passed: SocketAddr },
+    #[error(
+        "oneiric.socket's control socket is {passed}, but the service's is {expected} \
+         (the CLI looks there); make ListenStream= and RUNTIME_DIRECTORY agree"
+    )]
+    ControlMismatch { passed: String, expected: PathBuf },
+}
+
+/// The sockets systemd passed, sorted by what they serve.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    pub http: Option<TcpListener>,
+    pub control: Option<UnixListener>,
+    /// Names of passed sockets that were not ours and were closed.
+    pub closed: Vec<String>,
+}
+
+/// Takes the sockets passed to this process, if any. `Ok(None)` when there are none (a
+/// manual start, a test, `cargo run`): the caller binds its own.
+pub fn take(env: &Env) -> Result<Option<Inherited>, ActivationError> {
+    // LISTEN_PID guards against a variable inherited by a child that was not meant to have
+    // the sockets (sd_listen_fds does the same).
+    match env.get("LISTEN_PID").map(str::parse::<u32>) {
+        Some(Ok(pid)) if pid == std::process::id() => {}
+        _ => return Ok(None),
+    }
+    let Some(raw) = env.get("LISTEN_FDS") else {
+        return Ok(None);
+    };
+    let count: usize = raw
+        .parse()
+        .ok()
+        .filter(|n| *n <= MAX_FDS)
+        .ok_or_else(|| ActivationError::BadCount(raw.to_string()))?;
+    let names: Vec<String> = match env.get("LISTEN_FDNAMES") {
+        Some(n) => n.split(':').map(str::to_string).collect(),
+        None => vec![String::new(); count],
+    };
+    if names.len() != count {
+        return Err(ActivationError::NameCount {
+            names: names.len(),
+            fds: count,
+        });
+    }
+    let mut fds = Vec::with_capacity(count);
+    for (i, name) in names.into_iter().enumerate() {
+        let fd = FIRST_FD + i as RawFd;
+        // Checked before ownership is taken: an fd number that is not open must not be
+        // wrapped (its drop would close whatever opens there later).
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(ActivationError::Io {
+                name,
+                fd,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: fd is open (checked above), was passed to this process for it to own, and
+        // nothing else in the process refers to it.
+        fds.push((name, unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    sort(fds).map(Some)
+}
+
+fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
+    let mut out = Inherited::default();
+    // Explicitly named sockets first, so that an unnamed one (systemd names it after the
+    // socket unit when FileDescriptorName= is absent) only fills a slot no name claimed.
+    let mut unnamed = Vec::new();
+    for (name, fd) in fds {
+        let raw = fd.as_raw_fd();
+        // systemd does not set FD_CLOEXEC on what it passes; a probe's child must not
+        // inherit the listeners.
+        set_cloexec(raw).map_err(|source| ActivationError::Io {
+            name: name.clone(),
+            fd: raw,
+            source,
+        })?;
+        let family = socket_family(&name, &fd)?;
+        let tcp = matches!(family, libc::AF_INET | libc::AF_INET6);
+        let unix = family == libc::AF_UNIX;
+        let fits = match name.as_str() {
+            "http" => tcp,
+            "control" => unix,
+            _ => true,
+        };
+        if !fits {
+            return Err(ActivationError::NotListening {
+                name,
+                fd: raw,
+                detail: "wrong address family for its name",
+            });
+        }
+        match name.as_str() {
+            "http" if out.http.is_some() => return Err(ActivationError::Duplicate("http")),
+            "control" if out.control.is_some() => {
+                return Err(ActivationError::Duplicate("control"));
+            }
+            "http" => out.http = Some(listener(&name, fd)?),
+            "control" => out.control = Some(listener(&name, fd)?),
+            _ => unnamed.push((name, fd, tcp, unix)),
+        }
+    }
+    for (name, fd, tcp, unix) in unnamed {
+        if tcp && out.http.is_none() {
+            out.http = Some(listener(&name, fd)?);
+        } else if unix && out.control.is_none() {
+            out.control = Some(listener(&name, fd)?);
+        } else {
+            drop(fd);
+            out.closed.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// A passed socket as a non-blocking listener of the type its family says.
+fn listener<T: From<OwnedFd> + AsRawFd + SetNonblocking>(
+    name: &str,
+    fd: OwnedFd,
+) -> Result<T, ActivationError> {
+    let raw = fd.as_raw_fd();
+    let l = T::from(fd);
+    l.nonblocking().map_err(|source| ActivationError::Io {
+        name: name.to_string(),
+        fd: raw,
+        source,
+    })?;
+    Ok(l)
+}
+
+trait SetNonblocking {
+    fn nonblocking(&self) -> std::io::Result<()>;
+}
+
+impl SetNonblocking for TcpListener {
+    fn nonblocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(true)
+    }
+}
+
+impl SetNonblocking for UnixListener {
+    fn nonblocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(true)
+    }
+}
+
+fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sockopt(fd: RawFd, opt: libc::c_int) -> std::io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid for the call and sized for an int option.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// The family of a listening stream socket, or why it is not one.
+fn socket_family(name: &str, fd: &OwnedFd) -> Result<libc::c_int, ActivationError> {
+    let raw = fd.as_raw_fd();
+    let not = |detail| ActivationError::NotListening {
+        name: name.to_string(),
+        fd: raw,
+        detail,
+    };
+    let ty = sockopt(raw, libc::SO_TYPE).map_err(|_| not("not a socket"))?;
+    if ty != libc::SOCK_STREAM {
+        return Err(not("not a stream socket; use ListenStream="));
+    }
+    if sockopt(raw, libc::SO_ACCEPTCONN).map_err(|_| not("not a socket"))? != 1 {
+        return Err(not("not listening (Accept=no sockets only)"));
+    }
+    sockopt(raw, libc::SO_DOMAIN).map_err(|_| not("not a socket"))
+}
+
+/// Refuses a passed HTTP socket that does not listen where the settings say: the settings
+/// are what `oneiric status`, the docs and the metrics target name, so a silent difference
+/// would send clients to the wrong place.
+pub fn check_http(
+    passed: &TcpListener,
+    enabled: bool,
+    address: &str,
+    port: u16,
+) -> Result<(), ActivationError> {
+    let passed_addr = passed.local_addr().map_err(|source| ActivationError::Io {
+        name: "http".into(),
+        fd: passed.as_raw_fd(),
+        source,
+    })?;
+    if !enabled {
+        return Err(ActivationError::HttpDisabled {
+            passed: passed_addr,
+        });
+    }
+    let configured = format!("{address}:{port}");
+    let same = (address, port)
+        .to_socket_addrs()
+        .map(|mut addrs| addrs.any(|a| a == passed_addr))
+        .unwrap_or(false);
+    if same {
+        Ok(())
+    } else {
+        Err(ActivationError::HttpMismatch {
+            passed: passed_addr,
+            configured,
+        })
+    }
+}
+
+/// Refuses a passed control socket at a path other than the one the CLI connects to.
+pub fn check_control(passed: &UnixListener, expected: &Path) -> Result<(), ActivationError> {
+    let addr = passed.local_addr().map_err(|source| ActivationError::Io {
+        name: "control".into(),
+        fd: passed.as_raw_fd(),
+        source,
+    })?;
+    match addr.as_pathname() {
+        Some(p) if p == expected => Ok(()),
+        other => Err(ActivationError::ControlMismatch {
+            passed: other.map_or_else(|| "unnamed".to_string(), |p| p.display().to_string()),
+            expected: expected.to_path_buf(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned<T: Into<OwnedFd>>(t: T) -> OwnedFd {
+        t.into()
+    }
+
+    #[test]
+    fn sorts_by_name_and_family_and_closes_the_rest() {
+        let dir = std::env::temp_dir().join(format!("oneiric-act-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let _ = std::fs::remove_file(&path);
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let extra = TcpListener::bind("127.0.0.1:0").unwrap();
+        let unix = UnixListener::bind(&path).unwrap();
+        let got = sort(vec![
+            ("metrics".into(), owned(extra)),
+            ("".into(), owned(unix)),
+            ("http".into(), owned(tcp)),
+        ])
+        .unwrap();
+        assert!(got.http.is_some());
+        assert!(got.control.is_some());
+        assert_eq!(got.closed, vec!["metrics".to_string()]);
+        check_control(got.control.as_ref().unwrap(), &path).unwrap();
+        let err = check_control(got.control.as_ref().unwrap(), &dir.join("other")).unwrap_err();
+        assert!(err.to_string().contains("c.sock"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_listening_stream() {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = sort(vec![("http".into(), owned(udp))]).unwrap_err();
+        assert!(err.to_string().contains("not a stream socket"), "{err}");
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let err = sort(vec![("http".into(), owned(file))]).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = sort(vec![("http".into(), owned(a)), ("http".into(), owned(b))]).unwrap_err();
+        assert!(matches!(err, ActivationError::Duplicate("http")), "{err}");
+    }
+
+    #[test]
+    fn http_must_match_the_settings() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        check_http(&l, true, "127.0.0.1", port).unwrap();
+        let other = if port == 65535 { 1 } else { port + 1 };
+        let err = check_http(&l, true, "127.0.0.1", other).unwrap_err();
+        assert!(err.to_string().contains("ListenStream="), "{err}");
+        let err = check_http(&l, false, "127.0.0.1", port).unwrap_err();
+        assert!(matches!(err, ActivationError::HttpDisabled { .. }), "{err}");
+    }
+
+    #[test]
+    fn ignores_sockets_meant_for_another_process() {
+        let env = Env::from_pairs([("LISTEN_PID", "1"), ("LISTEN_FDS", "2")]);
+        assert!(take(&env).unwrap().is_none());
+        let env = Env::from_pairs([("LISTEN_FDS", "2")]);
+        assert!(take(&env).unwrap().is_none());
+        let me = std::process::id().to_string();
+        let env = Env::from_pairs([("LISTEN_PID", me.as_str()), ("LISTEN_FDS", "x")]);
+        assert!(matches!(take(&env), Err(ActivationError::BadCount(_))));
+        let env = Env::from_pairs([
+            ("LISTEN_PID", me.as_str()),
+            ("LISTEN_FDS", "2"),
+            ("LISTEN_FDNAMES", "http"),
+        ]);
+        assert!(matches!(
+            take(&env),
+            Err(ActivationError::NameCount { names: 1, fds: 2 })
+        ));
+    }
+}
