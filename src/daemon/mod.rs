@@ -48,8 +48,6 @@ pub struct Service {
     req: LoadRequest,
     /// One reload at a time; the guard also owns the remote fetcher.
     pipeline: tokio::sync::Mutex<sync::RemoteSync>,
-    /// When each remote manifest is fetched next; the main loop sleeps until the earliest.
-    schedule: std::sync::Arc<std::sync::Mutex<crate::remote::schedule::Scheduler>>,
     /// Millis since `started` when the running reload began (0 = none), for the watchdog.
     reload_started: AtomicU64,
     /// Loads published so far, so that only the last of a burst releases memory.

@@ -15,13 +15,14 @@ use crate::engine::{self, Dirs, LoadRequest, LoadedSettings};
 use crate::errors::StartError;
 use crate::lifecycle::LifecycleStatus;
 use crate::metrics::Metrics;
-use crate::remote::schedule::Cadence;
+use crate::remote::schedule::{Cadence, Scheduler};
 use crate::resolver::Snapshot;
 use crate::served::{unix_now, unix_now_f64};
 
 use super::owner::{Next, StateOwner};
 use super::reload::RELOAD_DEADLINE;
-use super::{Service, Trigger, control_server, notify, sync::RemoteSync};
+use super::sync::{RemoteSync, Report};
+use super::{Service, Trigger, control_server, notify};
 
 /// The sockets the service answers on, bound by the caller before the first load (or passed
 /// by systemd), so that clients connecting early wait in the backlog instead of being refused.
@@ -271,15 +272,18 @@ async fn serve_inner(
             "refresh offset derived from {host_from}"
         );
     }
-    let schedule = Arc::new(std::sync::Mutex::new(
-        crate::remote::schedule::Scheduler::new(host),
-    ));
+    // The main loop owns the schedule: it sleeps on it, so nothing else may move a slot
+    // behind its back. Fetches, which run in reloads and refreshes elsewhere, report to it.
+    let mut timer = RefreshTimer {
+        schedule: Scheduler::new(host),
+        refreshing: false,
+    };
+    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
     let service = Arc::new(Service {
         owner,
         view: view.clone(),
         req,
-        pipeline: tokio::sync::Mutex::new(RemoteSync::new(Arc::clone(&schedule))),
-        schedule,
+        pipeline: tokio::sync::Mutex::new(RemoteSync::new(reports_tx.clone())),
         reload_started: AtomicU64::new(0),
         loads_published: AtomicU64::new(0),
         started: Instant::now(),
@@ -291,6 +295,8 @@ async fn serve_inner(
         .reload(Trigger::Startup, Some(settings))
         .await
         .map_err(StartError::Load)?;
+    // The startup fetches' next slots are known (and in the metrics) by the time it is ready.
+    timer.drain(&mut reports, service.owner.metrics());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
@@ -350,18 +356,13 @@ async fn serve_inner(
     );
     let mut last_fingerprint = service.fingerprint();
     let mut last_expired = view.observe_expiry();
-    let refreshing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // A finished refresh has moved its URLs' next slots: the loop must compute its sleep
-    // again, or it would sleep past them and drift off its phase.
-    let refreshed = Arc::new(tokio::sync::Notify::new());
     tokio::pin!(shutdown);
-    service
-        .schedule
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .woke(unix_now_f64());
+    timer.schedule.woke(unix_now_f64());
 
     loop {
+        // Before the URLs are read: a reload reports its fetches before it installs what
+        // names them.
+        timer.drain(&mut reports, service.owner.metrics());
         // Recomputed every turn: a reload may change the URLs or the cadence, and each fetch
         // moves its URL's next slot.
         let (urls, cadence) = {
@@ -373,11 +374,7 @@ async fn serve_inner(
         };
         let wake_in = {
             let now = unix_now_f64();
-            let at = service
-                .schedule
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .next_wake(&urls, &cadence, now);
+            let at = timer.schedule.next_wake(&urls, &cadence, now);
             Duration::from_secs_f64((at - now).clamp(0.0, cadence.max_interval))
         };
         tokio::select! {
@@ -386,7 +383,10 @@ async fn serve_inner(
                 let s = Arc::clone(&service);
                 tokio::spawn(async move { let _ = s.reload(Trigger::Sighup, None).await; });
             }
-            () = refreshed.notified() => {}
+            // A report moves its URL's next slot (and a finished refresh lets the next one
+            // start): the sleep is computed again, or it would sleep past them and drift off
+            // its phase.
+            Some(report) = reports.recv() => timer.apply(report, service.owner.metrics()),
             () = tokio::time::sleep(wake_in) => {
                 let now = unix_now_f64();
                 // Freshness is re-judged on the timer, not only at load: with the origin down
@@ -403,22 +403,22 @@ async fn serve_inner(
                 let current = service.fingerprint();
                 let local_changed = current != last_fingerprint;
                 last_fingerprint = current;
+                // Fetches that ended while this wake-up was pending count before what is due
+                // is judged, as if they had changed the schedule the moment they ended.
+                timer.drain(&mut reports, service.owner.metrics());
+                timer.schedule.woke(now);
                 // A slow remote must not pile up refreshes.
-                let mut schedule = service.schedule.lock().unwrap_or_else(|e| e.into_inner());
-                schedule.woke(now);
-                if !refreshing.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    let due = schedule.due(&urls, &cadence, now);
-                    drop(schedule);
+                if !timer.refreshing {
+                    timer.refreshing = true;
+                    let due = timer.schedule.due(&urls, &cadence, now);
                     let s = Arc::clone(&service);
-                    let flag = Arc::clone(&refreshing);
-                    let done = Arc::clone(&refreshed);
+                    let done = reports_tx.clone();
                     tokio::spawn(async move {
                         s.refresh(local_changed, due).await;
-                        flag.store(false, std::sync::atomic::Ordering::SeqCst);
-                        done.notify_one();
+                        let _ = done.send(Report::RefreshDone);
                     });
                 } else {
-                    schedule.skip(&urls, &cadence, now);
+                    timer.schedule.skip(&urls, &cadence, now);
                 }
             }
             _ = watchdog_timer.tick(), if watchdog.is_some() => {
@@ -448,6 +448,47 @@ async fn serve_inner(
     }
     tracing::info!(oneiric_event = "stopped", "stopped");
     Ok(())
+}
+
+/// The main loop's refresh state: when each remote manifest is fetched next, and whether a
+/// refresh is running. Changed only by the loop, from its own wake-ups and from [`Report`]s.
+struct RefreshTimer {
+    schedule: Scheduler,
+    refreshing: bool,
+}
+
+impl RefreshTimer {
+    fn apply(&mut self, report: Report, metrics: &Metrics) {
+        match report {
+            Report::Fetched {
+                url,
+                result,
+                hints,
+                cadence,
+                started,
+            } => {
+                self.schedule.record(&url, result, hints, &cadence, started);
+                if let Some(next) = self.schedule.next_fetch(&url, &cadence) {
+                    metrics
+                        .remote_next_fetch
+                        .with_label_values(&[&url])
+                        .set(next);
+                }
+            }
+            Report::RefreshDone => self.refreshing = false,
+        }
+    }
+
+    /// Applies every report sent so far.
+    fn drain(
+        &mut self,
+        reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>,
+        metrics: &Metrics,
+    ) {
+        while let Ok(report) = reports.try_recv() {
+            self.apply(report, metrics);
+        }
+    }
 }
 
 /// The persisted lifecycle status. A corrupt file must not keep the service down: it is kept

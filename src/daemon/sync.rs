@@ -2,13 +2,13 @@
 //! Failures leave the last good copy in place; they are logged, counted, and shown in
 //! `STATUS=` by the load that follows.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tracing::Instrument;
 
 use crate::engine::{self, LoadRequest, LoadedSettings};
 use crate::metrics::Metrics;
-use crate::remote::schedule::{self, Cadence, Scheduler};
+use crate::remote::schedule::{self, Cadence};
 use crate::remote::{Fetcher, SyncOutcome};
 
 /// Which of a load's remote manifests to fetch.
@@ -19,19 +19,36 @@ pub enum Which<'a> {
     Due(&'a [String]),
 }
 
+/// What the main loop hears about fetches. The loop owns the schedule and sleeps on it, so
+/// whoever fetches reports here instead of changing the schedule itself.
+#[derive(Debug)]
+pub enum Report {
+    /// One fetch ended, a refresh's or a reload's; it sets that URL's next slot.
+    Fetched {
+        url: String,
+        result: schedule::Outcome,
+        hints: schedule::Hints,
+        /// The cadence of the settings this fetch ran under, which a reload may be replacing.
+        cadence: Cadence,
+        /// Unix seconds.
+        started: f64,
+    },
+    /// A refresh ended, after every one of its fetches was reported: the next may start.
+    RefreshDone,
+}
+
 /// The fetcher of the current remote settings, rebuilt when they change. Owned by the reload
 /// pipeline, which runs one reload at a time.
 pub struct RemoteSync {
     fetcher: Option<(crate::config::RemoteSettings, Arc<Fetcher>)>,
-    /// Shared with the main loop, which sleeps until the next slot.
-    schedule: Arc<Mutex<Scheduler>>,
+    reports: tokio::sync::mpsc::UnboundedSender<Report>,
 }
 
 impl RemoteSync {
-    pub fn new(schedule: Arc<Mutex<Scheduler>>) -> Self {
+    pub fn new(reports: tokio::sync::mpsc::UnboundedSender<Report>) -> Self {
         Self {
             fetcher: None,
-            schedule,
+            reports,
         }
     }
 
@@ -56,7 +73,7 @@ impl RemoteSync {
     }
 
     /// Fetches the URL manifests of the load that `settings` describe (all, or the due ones),
-    /// and schedules each one's next fetch from how this one went.
+    /// and reports how each one went, which sets its next fetch.
     pub async fn sync(
         &mut self,
         req: &LoadRequest,
@@ -94,17 +111,14 @@ impl RemoteSync {
                     schedule::Outcome::Failed
                 }
             };
-            let next = {
-                let mut s = self.schedule.lock().unwrap_or_else(|e| e.into_inner());
-                s.record(&url, result, hints, &cadence, started);
-                s.next_fetch(&url, &cadence)
-            };
-            if let Some(next) = next {
-                metrics
-                    .remote_next_fetch
-                    .with_label_values(&[&url])
-                    .set(next);
-            }
+            // Fails only once the main loop has stopped, when no fetch is scheduled any more.
+            let _ = self.reports.send(Report::Fetched {
+                url: url.clone(),
+                result,
+                hints,
+                cadence,
+                started,
+            });
             out.push((url, outcome));
         }
         out
