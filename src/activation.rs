@@ -4,8 +4,11 @@
 //! the service restarts, crashes or is upgraded, so clients wait in the kernel's backlog
 //! instead of being refused.
 //!
-//! Names `http` and `control` (`FileDescriptorName=` in packaging/oneiric.socket) say what a
-//! socket serves; a socket with another name fills a slot no name claimed, by its family.
+//! Names `http` and `control` (`FileDescriptorName=`) say what a socket serves; a socket with
+//! another name (packaging/oneiric.socket passes both under its unit name) fills a slot no name
+//! claimed, by its family. [`STORED_HTTP`] and [`STORED_CONTROL`] are the service's own
+//! listeners, handed back from systemd's fd store (`FileDescriptorStoreMax=`): they fill a slot
+//! only when no socket unit did, and the caller may replace them when the settings moved.
 //! Anything left over is closed and logged: a socket unit edited to pass more than we serve
 //! must not leave listeners nobody accepts on.
 
@@ -21,6 +24,9 @@ const FIRST_FD: RawFd = 3;
 /// More than any socket unit of ours passes; a larger count is a corrupt environment, and
 /// taking ownership of arbitrary descriptors would close files that are not sockets.
 const MAX_FDS: usize = 64;
+/// The fd store names of the listeners the service bound itself (`FDNAME=`).
+pub const STORED_HTTP: &str = "stored-http";
+pub const STORED_CONTROL: &str = "stored-control";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
@@ -68,8 +74,13 @@ pub enum ActivationError {
 pub struct Inherited {
     pub http: Option<TcpListener>,
     pub control: Option<UnixListener>,
+    /// Whether `http` / `control` came from the fd store rather than a socket unit.
+    pub http_stored: bool,
+    pub control_stored: bool,
     /// Names of passed sockets that were not ours and were closed.
     pub closed: Vec<String>,
+    /// Stored listeners a socket unit's took the place of: to be removed from the store.
+    pub superseded: Vec<&'static str>,
 }
 
 /// Takes the sockets passed to this process, if any. `Ok(None)` when there are none (a
@@ -123,6 +134,7 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
     // Explicitly named sockets first, so that an unnamed one (systemd names it after the
     // socket unit when FileDescriptorName= is absent) only fills a slot no name claimed.
     let mut unnamed = Vec::new();
+    let mut stored = Vec::new();
     for (name, fd) in fds {
         let raw = fd.as_raw_fd();
         // systemd does not set FD_CLOEXEC on what it passes; a probe's child must not
@@ -136,8 +148,8 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
         let tcp = matches!(family, libc::AF_INET | libc::AF_INET6);
         let unix = family == libc::AF_UNIX;
         let fits = match name.as_str() {
-            "http" => tcp,
-            "control" => unix,
+            "http" | STORED_HTTP => tcp,
+            "control" | STORED_CONTROL => unix,
             _ => true,
         };
         if !fits {
@@ -154,6 +166,8 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
             }
             "http" => out.http = Some(listener(&name, fd)?),
             "control" => out.control = Some(listener(&name, fd)?),
+            STORED_HTTP => stored.push((STORED_HTTP, fd)),
+            STORED_CONTROL => stored.push((STORED_CONTROL, fd)),
             _ => unnamed.push((name, fd, tcp, unix)),
         }
     }
@@ -165,6 +179,20 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
         } else {
             drop(fd);
             out.closed.push(name);
+        }
+    }
+    // Two entries under one name cannot come from our own FDSTORE calls (each name is
+    // stored once); the second is superseded like any other loser.
+    for (name, fd) in stored {
+        if name == STORED_HTTP && out.http.is_none() {
+            out.http = Some(listener(name, fd)?);
+            out.http_stored = true;
+        } else if name == STORED_CONTROL && out.control.is_none() {
+            out.control = Some(listener(name, fd)?);
+            out.control_stored = true;
+        } else {
+            drop(fd);
+            out.superseded.push(name);
         }
     }
     Ok(out)
@@ -304,12 +332,18 @@ mod tests {
         t.into()
     }
 
-    #[test]
-    fn sorts_by_name_and_family_and_closes_the_rest() {
-        let dir = std::env::temp_dir().join(format!("oneiric-act-{}", std::process::id()));
+    /// A fresh directory of this test process and the control socket path in it.
+    fn socket_dir(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.sock");
         let _ = std::fs::remove_file(&path);
+        (dir, path)
+    }
+
+    #[test]
+    fn sorts_by_name_and_family_and_closes_the_rest() {
+        let (dir, path) = socket_dir("oneiric-act");
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let extra = TcpListener::bind("127.0.0.1:0").unwrap();
         let unix = UnixListener::bind(&path).unwrap();
@@ -325,6 +359,31 @@ mod tests {
         check_control(got.control.as_ref().unwrap(), &path).unwrap();
         let err = check_control(got.control.as_ref().unwrap(), &dir.join("other")).unwrap_err();
         assert!(err.to_string().contains("c.sock"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stored_listeners_fill_only_what_no_socket_unit_passed() {
+        let (dir, path) = socket_dir("oneiric-act-st");
+        let unit_http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let unit_port = unit_http.local_addr().unwrap().port();
+        let stored_http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stored_control = UnixListener::bind(&path).unwrap();
+        let got = sort(vec![
+            (STORED_HTTP.into(), owned(stored_http)),
+            (STORED_CONTROL.into(), owned(stored_control)),
+            ("oneiric.socket".into(), owned(unit_http)),
+        ])
+        .unwrap();
+        let http = got.http.as_ref().unwrap();
+        assert_eq!(http.local_addr().unwrap().port(), unit_port);
+        assert!(!got.http_stored);
+        assert!(got.control_stored);
+        assert_eq!(got.superseded, vec![STORED_HTTP]);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(sort(vec![(STORED_HTTP.into(), owned(udp))]).is_err());
+        assert!(sort(vec![(STORED_CONTROL.into(), owned(tcp))]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -28,10 +28,13 @@ fn notify_sequence_reload_and_stop() {
     let notify = Notify::new(sb.dir.path());
     let mut svc = Service::start(&sb, Some(&notify), Some(400_000), &[]);
     assert!(notify.wait_for("READY=1", 1, Duration::from_secs(10)));
+    // The listeners the service bound itself go to the fd store first (FDSTORE=1), then
+    // the first state message is READY=1 with its status.
     let first = notify.all();
+    let state: Vec<&String> = first.iter().filter(|m| !m.contains("FDSTORE=1")).collect();
     assert!(
-        first[0].contains("READY=1")
-            && first[0].contains("STATUS=Serving 1 keys from 2 candidates"),
+        state[0].contains("READY=1")
+            && state[0].contains("STATUS=Serving 1 keys from 2 candidates"),
         "{first:?}"
     );
     // WATCHDOG=1 at half of WATCHDOG_USEC (200 ms): several within a second.
@@ -90,7 +93,16 @@ fn notify_sequence_reload_and_stop() {
     assert_eq!(svc.wait_exit(Duration::from_secs(15)), Some(0));
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(notify.wait_for("STOPPING=1", 1, Duration::from_secs(2)));
-    assert!(!sb.path("run/control.sock").exists());
+    // The control socket went to the fd store with FDSTORE=1, so its path stays for the
+    // next process that gets the socket back (without a notify socket, the path is removed
+    // at exit: tests/inprocess.rs).
+    assert!(
+        notify
+            .all()
+            .iter()
+            .any(|m| m.contains("FDNAME=stored-control"))
+    );
+    assert!(sb.path("run/control.sock").exists());
 }
 
 #[test]
@@ -337,6 +349,7 @@ fn start_activated(
     sb: &Sandbox,
     fds: &[(&str, std::os::fd::RawFd)],
     extra: &[&str],
+    notify: Option<&std::path::Path>,
 ) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     let names: Vec<&str> = fds.iter().map(|(n, _)| *n).collect();
@@ -357,6 +370,9 @@ fn start_activated(
         if let Some(v) = v {
             cmd.env(k, v);
         }
+    }
+    if let Some(n) = notify {
+        cmd.env("NOTIFY_SOCKET", n);
     }
     cmd.arg("-c")
         .arg(shell)
@@ -413,9 +429,26 @@ fn stop(child: &mut std::process::Child) {
     assert!(done, "service did not stop on SIGTERM");
 }
 
+/// A client that connects while no process serves the port: the request waits in the
+/// listening socket's backlog, which systemd (or the fd store) keeps open.
+fn queue_request(port: u16, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    c.write_all(request.as_bytes()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c
+}
+
+fn read_answer(mut c: std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 #[test]
 fn inherited_sockets_are_served_and_survive_a_restart() {
-    use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     let sb = Sandbox::new();
     settings(&sb, "redis");
@@ -435,20 +468,13 @@ fn inherited_sockets_are_served_and_survive_a_restart() {
 
     // A client that connects before the service exists waits in the backlog, and is
     // answered once the service is up: no refusal.
-    let mut early = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    early
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    early
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut first = start_activated(&sb, &fds, &args);
-    let mut answer = String::new();
-    early.read_to_string(&mut answer).unwrap();
+    let early = queue_request(port, "/healthz");
+    let mut first = start_activated(&sb, &fds, &args, None);
+    let answer = read_answer(early);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(wait_log(
         &sb,
-        "listening on sockets passed by systemd: http, control",
+        "listening on sockets passed by systemd: http from the socket unit, control from the socket unit",
         1
     ));
     assert!(wait_log(
@@ -470,16 +496,9 @@ fn inherited_sockets_are_served_and_survive_a_restart() {
     // connects while no service runs is answered by the next one.
     stop(&mut first);
     assert!(sb.path("run/control.sock").exists());
-    let mut between = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    between
-        .write_all(b"GET /v1/resolve/adapter/cache HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    between
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut second = start_activated(&sb, &fds, &args);
-    let mut answer = String::new();
-    between.read_to_string(&mut answer).unwrap();
+    let between = queue_request(port, "/v1/resolve/adapter/cache");
+    let mut second = start_activated(&sb, &fds, &args, None);
+    let answer = read_answer(between);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("redis"), "{answer}");
     stop(&mut second);
@@ -496,6 +515,7 @@ fn inherited_sockets_that_disagree_with_the_settings_are_refused() {
         &sb,
         &[("http", http.as_raw_fd())],
         &["--http-port", other.as_str()],
+        None,
     );
     let mut code = None;
     poll_until(Duration::from_secs(20), || match child.try_wait() {
@@ -512,4 +532,192 @@ fn inherited_sockets_that_disagree_with_the_settings_are_refused() {
     // Nothing was bound in the passed socket's place, and the control socket it would have
     // bound itself is not left behind by the refused start.
     assert!(!sb.path("run/control.sock").exists(), "{log}");
+}
+
+/// systemd's side of `FDSTORE=1`: a notify socket that keeps the descriptors sent with
+/// SCM_RIGHTS under their `FDNAME=` and drops them on `FDSTOREREMOVE=1`.
+struct FdStore {
+    path: std::path::PathBuf,
+    sock: std::os::unix::net::UnixDatagram,
+    fds: Vec<(String, std::os::fd::OwnedFd)>,
+    messages: Vec<String>,
+}
+
+impl FdStore {
+    fn new(sb: &Sandbox) -> Self {
+        let path = sb.path("fdstore-notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        Self {
+            path,
+            sock,
+            fds: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// Takes every message sent so far.
+    fn drain(&mut self) {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        loop {
+            let mut buf = [0u8; 4096];
+            let mut control = [0u64; 64];
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: msg points at live buffers of the sizes it states.
+            let n = unsafe {
+                libc::recvmsg(
+                    self.sock.as_raw_fd(),
+                    &mut msg,
+                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+                )
+            };
+            if n < 0 {
+                return;
+            }
+            let mut got = Vec::new();
+            // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled in.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                        let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                        let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                            / std::mem::size_of::<libc::c_int>();
+                        for i in 0..count {
+                            got.push(OwnedFd::from_raw_fd(*data.add(i)));
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            let text = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("FDNAME="))
+                .unwrap_or("stored")
+                .to_string();
+            if text.lines().any(|l| l == "FDSTORE=1") {
+                self.fds
+                    .extend(got.into_iter().map(|fd| (name.clone(), fd)));
+            } else if text.lines().any(|l| l == "FDSTOREREMOVE=1") {
+                self.fds.retain(|(n, _)| *n != name);
+            }
+            self.messages.push(text);
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.fds.iter().map(|(n, _)| n.clone()).collect();
+        n.sort();
+        n
+    }
+
+    fn passed(&self) -> Vec<(&str, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        self.fds
+            .iter()
+            .map(|(n, fd)| (n.as_str(), fd.as_raw_fd()))
+            .collect()
+    }
+}
+
+fn wait_healthy(port: u16) -> bool {
+    poll_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/healthz").0 == 200
+    })
+}
+
+#[test]
+fn own_listeners_go_to_the_fd_store_and_come_back_after_a_restart() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let mut store = FdStore::new(&sb);
+    let port = free_port();
+    let port_arg = port.to_string();
+    let args = ["--http-port", port_arg.as_str(), "--refresh-interval", "1"];
+
+    // Started without passed sockets (oneiric.socket masked): it binds its own and stores them.
+    let mut first = start_activated(&sb, &[], &args, Some(&store.path));
+    assert!(wait_healthy(port), "first start never answered");
+    store.drain();
+    assert_eq!(
+        store.names(),
+        ["stored-control", "stored-http"],
+        "{:?}",
+        store.messages
+    );
+
+    // Stopped: the stored sockets keep listening (the store holds them), the control socket's
+    // path stays, and a client connecting now waits in the backlog.
+    stop(&mut first);
+    assert!(sb.path("run/control.sock").exists());
+    let between = queue_request(port, "/v1/resolve/adapter/cache");
+
+    // Restarted with the store's sockets, as systemd passes them: the queued client is
+    // answered, and nothing is stored twice.
+    let before = store.messages.len();
+    let passed = store.passed();
+    let mut second = start_activated(&sb, &passed, &args, Some(&store.path));
+    let answer = read_answer(between);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(wait_log(
+        &sb,
+        "listening on sockets passed by systemd: http from the fd store, control from the fd store",
+        1
+    ));
+    assert_eq!(
+        code(&sb.run(&["status"])),
+        0,
+        "status over the stored control socket"
+    );
+    store.drain();
+    assert!(
+        store.messages[before..]
+            .iter()
+            .all(|m| !m.contains("FDSTORE=1")),
+        "{:?}",
+        &store.messages[before..]
+    );
+    stop(&mut second);
+
+    // The settings moved the port: the stored listener is dropped from the store and the
+    // service binds and stores the new one.
+    let moved = free_port();
+    let moved_arg = moved.to_string();
+    let passed = store.passed();
+    let mut third = start_activated(
+        &sb,
+        &passed,
+        &["--http-port", moved_arg.as_str(), "--refresh-interval", "1"],
+        Some(&store.path),
+    );
+    assert!(wait_healthy(moved), "no answer on the moved port");
+    assert!(wait_log(&sb, "dropping the stored http listener", 1));
+    store.drain();
+    assert!(
+        store
+            .messages
+            .iter()
+            .any(|m| m.contains("FDSTOREREMOVE=1") && m.contains("FDNAME=stored-http")),
+        "{:?}",
+        store.messages
+    );
+    let http_fd = store
+        .fds
+        .iter()
+        .find(|(n, _)| n == "stored-http")
+        .map(|(_, fd)| fd.try_clone().unwrap());
+    let l = std::net::TcpListener::from(http_fd.expect("a new stored-http"));
+    assert_eq!(l.local_addr().unwrap().port(), moved);
+    stop(&mut third);
 }

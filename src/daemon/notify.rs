@@ -36,6 +36,35 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("Stopping…")]);
 }
 
+/// Hands a listener the service bound itself to systemd's fd store (`FDSTORE=1`, kept while
+/// `FileDescriptorStoreMax=` allows), so that the next process of this unit gets it back in
+/// `LISTEN_FDS` under `name`. Returns whether it was sent: without `NOTIFY_SOCKET` (tests, a
+/// manual start) there is no store, and the caller keeps owning the socket's path.
+pub fn store_fd(name: &str, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return false;
+    }
+    match sd_notify::notify_with_fds(
+        false,
+        &[NotifyState::FdStore, NotifyState::FdName(name)],
+        &[fd],
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                oneiric_event = "notify_failed",
+                "handing {name} to systemd's fd store failed: {e}; a restart will bind it again"
+            );
+            false
+        }
+    }
+}
+
+/// Drops a stored listener the settings no longer describe (`FDSTOREREMOVE=1`).
+pub fn remove_stored(name: &str) {
+    send(&[NotifyState::FdStoreRemove, NotifyState::FdName(name)]);
+}
+
 pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }

@@ -3,6 +3,7 @@
 //! and its shutdown signal from the caller, so tests can run the service in-process.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -36,7 +37,9 @@ pub struct Listeners {
 }
 
 /// The listeners systemd passed (`oneiric.socket`), checked against the settings, with what
-/// it did not pass bound here; without passed sockets, everything bound here.
+/// it did not pass bound here; without passed sockets, everything bound here. What is bound
+/// here goes to systemd's fd store, so the next process of the unit gets it back; a stored
+/// listener the settings no longer describe is dropped from the store and bound anew.
 pub fn bind_listeners(
     settings: &LoadedSettings,
     dirs: &Dirs,
@@ -51,41 +54,31 @@ pub fn bind_listeners(
             "closed a passed socket named {name:?}: oneiric serves one HTTP and one control socket"
         );
     }
-    let passed_http = inherited.http.is_some();
-    let http = match inherited.http {
-        Some(l) => {
-            activation::check_http(&l, http.enabled, &http.address, http.port)?;
-            Some(l)
-        }
-        None if http.enabled => {
-            let addr = format!("{}:{}", http.address, http.port);
-            let l = std::net::TcpListener::bind(&addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| StartError::Listen {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            Some(l)
-        }
-        None => None,
-    };
-    let (control, control_owned) = match inherited.control {
-        Some(l) => {
-            activation::check_control(&l, &control_path)?;
-            (l, false)
-        }
-        None => (crate::control::bind(&control_path)?, true),
-    };
-    if passed_http || !control_owned {
+    for name in &inherited.superseded {
+        notify::remove_stored(name);
+    }
+    let mut from = Vec::new();
+    let http = passed_or_bind(
+        inherited.http.map(|l| (l, inherited.http_stored)),
+        ("http", activation::STORED_HTTP),
+        |l| activation::check_http(l, http.enabled, &http.address, http.port),
+        Some,
+        || bind_http(http),
+        &mut from,
+    )?;
+    let (control, control_owned) = passed_or_bind(
+        inherited.control.map(|l| (l, inherited.control_stored)),
+        ("control", activation::STORED_CONTROL),
+        |l| activation::check_control(l, &control_path),
+        |l| (l, false),
+        || bind_control(&control_path),
+        &mut from,
+    )?;
+    if !from.is_empty() {
         tracing::info!(
             oneiric_event = "socket_activation",
             "listening on sockets passed by systemd: {}",
-            [(passed_http, "http"), (!control_owned, "control")]
-                .iter()
-                .filter(|(p, _)| *p)
-                .map(|(_, n)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            from.join(", ")
         );
     }
     Ok(Listeners {
@@ -94,6 +87,73 @@ pub fn bind_listeners(
         control_path,
         control_owned,
     })
+}
+
+/// A passed listener that agrees with the settings (`check`), or what `bind` makes when none
+/// was passed. One from the socket unit that disagrees is an error: the unit and the
+/// settings say different things and the operator must decide. One from the fd store that
+/// disagrees was stored before the settings changed: it is dropped from the store and the
+/// settings' listener bound (and stored) instead. `from` gets where a kept one came from.
+fn passed_or_bind<L, T>(
+    passed: Option<(L, bool)>,
+    (what, store_name): (&str, &str),
+    check: impl FnOnce(&L) -> Result<(), activation::ActivationError>,
+    keep: impl FnOnce(L) -> T,
+    bind: impl FnOnce() -> Result<T, StartError>,
+    from: &mut Vec<String>,
+) -> Result<T, StartError> {
+    let Some((l, stored)) = passed else {
+        return bind();
+    };
+    match check(&l) {
+        Ok(()) => {
+            let source = if stored {
+                "the fd store"
+            } else {
+                "the socket unit"
+            };
+            from.push(format!("{what} from {source}"));
+            Ok(keep(l))
+        }
+        Err(e) if stored => {
+            tracing::info!(
+                oneiric_event = "socket_activation",
+                "dropping the stored {what} listener: {e}"
+            );
+            drop(l);
+            notify::remove_stored(store_name);
+            bind()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Binds the HTTP listener the settings describe (none when disabled) and stores it.
+fn bind_http(
+    http: &crate::config::HttpSettings,
+) -> Result<Option<std::net::TcpListener>, StartError> {
+    if !http.enabled {
+        return Ok(None);
+    }
+    let addr = format!("{}:{}", http.address, http.port);
+    let l = std::net::TcpListener::bind(&addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| StartError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    notify::store_fd(activation::STORED_HTTP, l.as_fd());
+    Ok(Some(l))
+}
+
+/// Binds the control socket and stores it. Whether this process owns the path (removes it at
+/// exit): not once the store holds the socket, which must keep a path clients can reach.
+fn bind_control(
+    path: &std::path::Path,
+) -> Result<(std::os::unix::net::UnixListener, bool), StartError> {
+    let l = crate::control::bind(path)?;
+    let stored = notify::store_fd(activation::STORED_CONTROL, l.as_fd());
+    Ok((l, !stored))
 }
 
 /// What [`serve`] needs besides its listeners.
