@@ -152,7 +152,7 @@ done
 sa_verify() {
 	local out
 	# --man=no: Documentation= pages are checked against the package below.
-	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service 2>&1) || { echo "$out"; return 1; }
+	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service oneiric.socket 2>&1) || { echo "$out"; return 1; }
 	# Any output (unknown key, bad value, missing binary) is a finding.
 	[ -z "$out" ] || { echo "$out"; return 1; }
 }
@@ -322,6 +322,7 @@ t_check apparmor-profile aa_check
 # --- identical copies of packaging/ -------------------------------------------
 # "source|installed path (deb)|installed path (rpm)"
 SAME_FILES="packaging/oneiric.service|usr/lib/systemd/system/oneiric.service
+packaging/oneiric.socket|usr/lib/systemd/system/oneiric.socket
 packaging/oneiric.service.d/journald.conf|usr/lib/systemd/system/oneiric.service.d/journald.conf
 packaging/oneiric.sysusers|usr/lib/sysusers.d/oneiric.conf
 packaging/oneiric.tmpfiles|usr/lib/tmpfiles.d/oneiric.conf
@@ -355,6 +356,7 @@ t_check identical-rpm identical "$RPMROOT"
 DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service.d/journald.conf
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.socket
 -rw-r--r-- root/root ./usr/lib/sysusers.d/oneiric.conf
 -rw-r--r-- root/root ./usr/lib/tmpfiles.d/oneiric.conf
 -rw-r----- root/root ./etc/oneiric/app.yml
@@ -437,7 +439,7 @@ deb_scripts() {
 	grep -q 'deb-systemd-invoke start' "$p" || { echo "postinst: no start on install"; return 1; }
 	grep -q 'deb-systemd-invoke try-restart' "$p" || { echo "postinst: no try-restart on upgrade"; return 1; }
 	grep -q '\[ -d /run/systemd/system \]' "$p" || { echo "postinst: not chroot-safe"; return 1; }
-	{ grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop' "$r"; } || { echo "prerm: no stop on remove"; return 1; }
+	{ grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop oneiric.socket oneiric.service' "$r"; } || { echo "prerm: no stop of both units on remove"; return 1; }
 	grep -q 'rm -rf /var/lib/oneiric /var/cache/oneiric' "$m" || { echo "postrm: purge does not clean"; return 1; }
 	{ grep -q 'apparmor_parser -R' "$m" && grep -q 'rm -f /etc/apparmor.d/local/usr.bin.oneiric' "$m"; } ||
 		{ echo "postrm: no apparmor unload/cleanup"; return 1; }
@@ -456,6 +458,7 @@ rpm -qp --dump "$RPM" 2>/dev/null | awk '{ printf "%s %s %s %s %s %s\n", $5, $6,
 RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service.d/journald.conf
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric.socket
 0100644 root root 0 0 /usr/lib/sysusers.d/oneiric.conf
 0100644 root root 0 0 /usr/lib/tmpfiles.d/oneiric.conf
 0100640 root oneiric 1 0 /etc/oneiric/app.yml
@@ -528,7 +531,10 @@ rpm_scripts() {
 	! grep -v '^[[:space:]]*#' rpm/post | grep -Eq 'systemctl .*(start|enable|restart)' ||
 		{ echo "%post: starts or enables (presets decide; the admin starts)"; return 1; }
 	{ grep -q '"$1" -eq 0' rpm/preun && grep -q 'systemctl --no-reload disable oneiric.service' rpm/preun &&
-		grep -q 'systemctl stop oneiric.service' rpm/preun; } || { echo "%preun: no disable+stop on erase"; return 1; }
+		grep -q 'systemctl stop oneiric.socket oneiric.service' rpm/preun; } || { echo "%preun: no disable+stop of both units on erase"; return 1; }
+	# Upgrades restart the service only: a restarted socket unit refuses clients (issue 18).
+	! grep -hv '^[[:space:]]*#' rpm/postun debian/postinst | grep -Eq 'restart[^#]*oneiric\.socket|restart[^#]*"\$SOCKET"' ||
+		{ echo "an upgrade path restarts oneiric.socket"; return 1; }
 	grep -q 'systemctl daemon-reload' rpm/postun || { echo "%postun: no daemon-reload"; return 1; }
 	{ grep -q '"$1" -ge 1' rpm/postun && grep -q 'systemctl try-restart oneiric.service' rpm/postun; } ||
 		{ echo "%postun: no try-restart on upgrade"; return 1; }
@@ -800,6 +806,7 @@ deb_lifecycle() {
 	in_chroot 'getent passwd oneiric | grep -q ":/var/lib/oneiric:/usr/sbin/nologin$"' || { echo "no user after install"; return 1; }
 	modes_ok || { echo "wrong modes after install (fallback path)"; return 1; }
 	in_chroot 'test -L /etc/systemd/system/multi-user.target.wants/oneiric.service' || { echo "not enabled"; return 1; }
+	in_chroot 'test -L /etc/systemd/system/sockets.target.wants/oneiric.socket' || { echo "socket unit not enabled"; return 1; }
 	in_chroot 'test -f /etc/apparmor.d/local/usr.bin.oneiric' || { echo "no local AppArmor include"; return 1; }
 	in_chroot 'for p in /usr/bin/*.hidden /bin/*.hidden; do [ -e "$p" ] && mv "$p" "${p%.hidden}"; done; true'
 	# 2. Upgrade (same version again) with /proc mounted and an admin edit.
@@ -813,11 +820,13 @@ deb_lifecycle() {
 	# 3. Remove: conffiles and state stay, unit masked.
 	in_chroot 'dpkg -r oneiric' || { echo "remove failed"; return 1; }
 	in_chroot 'test -f /etc/oneiric/app.yml && test -f /var/lib/oneiric/x' || { echo "remove deleted config or state"; return 1; }
-	in_chroot 'test "$(readlink /etc/systemd/system/oneiric.service)" = /dev/null' || { echo "not masked after remove"; return 1; }
+	in_chroot 'test "$(readlink /etc/systemd/system/oneiric.service)" = /dev/null &&
+		test "$(readlink /etc/systemd/system/oneiric.socket)" = /dev/null' || { echo "not masked after remove"; return 1; }
 	# 4. Purge: state, cache, logs, unit state and AppArmor leftovers gone.
 	in_chroot 'dpkg -P oneiric' || { echo "purge failed"; return 1; }
 	in_chroot 'for p in /etc/oneiric /var/lib/oneiric /var/cache/oneiric /var/log/oneiric \
 		/etc/systemd/system/oneiric.service /etc/systemd/system/multi-user.target.wants/oneiric.service \
+		/etc/systemd/system/oneiric.socket /etc/systemd/system/sockets.target.wants/oneiric.socket \
 		/etc/apparmor.d/local/usr.bin.oneiric; do test ! -e "$p" && test ! -L "$p" || exit 1; done' ||
 		{ echo "purge left files behind"; return 1; }
 	# 5. Reinstall after purge (user exists): idempotent.
@@ -828,6 +837,7 @@ rpm_lifecycle() {
 	[ -d "$CHROOT/etc" ] || make_chroot || return 1
 	in_chroot 'userdel oneiric 2>/dev/null; true'
 	local wants=/etc/systemd/system/multi-user.target.wants/oneiric.service
+	local swants=/etc/systemd/system/sockets.target.wants/oneiric.socket
 	# 1. Fedora's default preset (99-default-disable.preset: disable *): installed, the
 	#    user exists, modes right, but not enabled (and nothing starts it).
 	in_chroot 'mkdir -p /etc/systemd/system-preset && echo "disable *" >/etc/systemd/system-preset/99-default-disable.preset'
@@ -848,11 +858,11 @@ rpm_lifecycle() {
 		test ! -e /usr/share/doc/oneiric && test ! -e /var/log/oneiric' ||
 		{ echo "erase: wrong leftovers"; return 1; }
 	# 4. A preset that enables it: the first install enables it (still not started).
-	in_chroot 'echo "enable oneiric.service" >/etc/systemd/system-preset/50-oneiric.preset; rm -rf /etc/oneiric'
+	in_chroot 'printf "enable oneiric.service\nenable oneiric.socket\n" >/etc/systemd/system-preset/50-oneiric.preset; rm -rf /etc/oneiric'
 	rpm --root="$CHROOT" --nodeps -i "$RPM" >>"$WORK/chroot.log" 2>&1 || { echo "rpm -i (enable preset) failed"; return 1; }
-	in_chroot "test -L $wants" || { echo "not enabled although a preset says enable"; return 1; }
+	in_chroot "test -L $wants && test -L $swants" || { echo "service or socket not enabled although a preset says enable"; return 1; }
 	rpm --root="$CHROOT" -e oneiric >>"$WORK/chroot.log" 2>&1 || { echo "rpm -e (2) failed"; return 1; }
-	in_chroot "test ! -L $wants" || { echo "still enabled after the second erase"; return 1; }
+	in_chroot "test ! -L $wants && test ! -L $swants" || { echo "still enabled after the second erase"; return 1; }
 	in_chroot 'rm -f /etc/systemd/system-preset/99-default-disable.preset /etc/systemd/system-preset/50-oneiric.preset'
 }
 if [ "${ONEIRIC_PKG_CHROOT:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
