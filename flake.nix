@@ -78,14 +78,19 @@
               }
             ];
           };
-          svc = nixos.config.systemd.services.oneiric;
-          unitText = nixos.config.systemd.units."oneiric.service".text;
+          units = nixos.config.systemd.units;
           # NixOS writes [Install] WantedBy= into the text when wantedBy is set; add it otherwise.
-          renderedUnit =
-            if lib.hasInfix "[Install]" unitText || svc.wantedBy == [ ] then
-              unitText
+          rendered =
+            name: u:
+            let
+              text = units.${name}.text;
+            in
+            if lib.hasInfix "[Install]" text || u.wantedBy == [ ] then
+              text
             else
-              unitText + "\n[Install]\nWantedBy=${toString svc.wantedBy}\n";
+              text + "\n[Install]\nWantedBy=${toString u.wantedBy}\n";
+          # The oneiric units NixOS has: [Install] Also= may name only these (compare-unit.sh).
+          installedUnits = lib.filter (n: lib.hasPrefix "oneiric." n) (lib.attrNames units);
         in
         {
           inherit package;
@@ -93,19 +98,27 @@
           cargo-test = package.overrideAttrs { doCheck = true; };
 
           # Evaluates the whole NixOS system (a failed assertion or a type error fails here),
-          # then compares the unit NixOS writes with packaging/oneiric.service.
+          # then compares the units NixOS writes with packaging/oneiric.service and
+          # packaging/oneiric.socket.
           module-eval =
             pkgs.runCommand "oneiric-module-eval"
               {
                 nativeBuildInputs = [ pkgs.gawk ];
                 toplevel = builtins.unsafeDiscardStringContext nixos.config.system.build.toplevel.drvPath;
-                unit = renderedUnit;
-                passAsFile = [ "unit" ];
+                unit = rendered "oneiric.service" nixos.config.systemd.services.oneiric;
+                socket = rendered "oneiric.socket" nixos.config.systemd.sockets.oneiric;
+                passAsFile = [
+                  "unit"
+                  "socket"
+                ];
+                ONEIRIC_INSTALLED = toString installedUnits;
               }
               ''
                 echo "evaluated $toplevel"
                 sh ${./tests/nix/compare-unit.sh} ${./packaging} "$unitPath" ${package}/bin/oneiric \
                   ${nixos.config.systemd.package.version}
+                ONEIRIC_UNIT=oneiric.socket sh ${./tests/nix/compare-unit.sh} ${./packaging} "$socketPath" \
+                  ${package}/bin/oneiric ${nixos.config.systemd.package.version}
                 touch $out
               '';
         }

@@ -17,6 +17,18 @@
 #   - EnvironmentFile=<environmentFile> when set (after the packaged optional one)
 #   - LogLevelMax=debug when the log level is debug or trace (the drop-in caps it at info)
 #   - AppArmorProfile=<profile> when security.apparmor.enable is set
+#   - X-Restart-Triggers (restartTriggers) naming the socket unit's content, so that a switch
+#     that changes the socket restarts the service and, with it, the socket
+# [Install] Also=oneiric.socket becomes the socket unit itself (NixOS links units by their
+# wantedBy, not by `systemctl enable`).
+#
+# The socket unit (`socketActivation`, on by default) is packaging/oneiric.socket, read the same
+# way; only its HTTP `ListenStream=` (ADDRESS:PORT) is substituted, from settings http.address and
+# http.port, and left out when the HTTP listener is off (http.enabled false or `--no-http` in
+# `extraArgs`), so that the socket and the settings always agree (oneiric refuses to start with
+# a passed socket its settings do not describe). With `socketActivation = false` there is no
+# socket unit and the service's Wants=/After=oneiric.socket and Also=oneiric.socket are left
+# out; the service binds its own listeners (and keeps them in systemd's fd store).
 # Settings live where the packages put them, /etc/oneiric/<section>.yml, rendered from
 # `settings` and checked with `oneiric check` at build time; the files are world-readable
 # (their content is in the store anyway), so that the service reads them whether or not
@@ -43,13 +55,22 @@ let
   # ---- the packaged files -------------------------------------------------------------------
   packaging = ../packaging;
   unitText = builtins.readFile (packaging + "/oneiric.service");
-  dropInDir = packaging + "/oneiric.service.d";
-  packagedDropIns = lib.optionalAttrs (builtins.pathExists dropInDir) (
-    lib.mapAttrs (n: _: {
-      file = "packaging/oneiric.service.d/${n}";
-      text = builtins.readFile (dropInDir + "/${n}");
-    }) (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".conf" n) (builtins.readDir dropInDir))
-  );
+  # The drop-ins packaging/<unit>.d/*.conf of a unit, by file name.
+  dropInsOf =
+    unit:
+    let
+      dir = packaging + "/${unit}.d";
+    in
+    lib.optionalAttrs (builtins.pathExists dir) (
+      lib.mapAttrs (n: _: {
+        file = "packaging/${unit}.d/${n}";
+        text = builtins.readFile (dir + "/${n}");
+      }) (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".conf" n) (builtins.readDir dir))
+    );
+  # Parsed drop-ins, in the order systemd applies them (by name).
+  parseDropIns =
+    all: map (n: unitFile.parse all.${n}.file all.${n}.text) (lib.sort lib.lessThan (lib.attrNames all));
+  packagedDropIns = dropInsOf "oneiric.service";
   # Directives newer than the oldest systemd the packages support are written in the unit as
   # `#systemd>=N Directive=value` ([Service]); the package scripts put them into the drop-in
   # oneiric.service.d/50-systemd-N.conf where systemd is N or newer. The same here, for this
@@ -67,10 +88,38 @@ let
     }) (lib.filter (n: lib.versionAtLeast systemdVersion n) (lib.unique (map builtins.head newerLines)))
   );
   allDropIns = packagedDropIns // newerDropIns;
-  dropIns = map (n: unitFile.parse allDropIns.${n}.file allDropIns.${n}.text) (
-    lib.sort lib.lessThan (lib.attrNames allDropIns)
+  packagedUnit = unitFile.withDropIns (unitFile.parse "packaging/oneiric.service" unitText) (
+    parseDropIns allDropIns
   );
-  packagedUnit = unitFile.withDropIns (unitFile.parse "packaging/oneiric.service" unitText) dropIns;
+
+  # The socket unit: packaging/oneiric.socket and its drop-ins (none today). The package scripts
+  # turn `#systemd>=N` lines into drop-ins for oneiric.service only, so here too.
+  socketName = "oneiric.socket";
+  packagedSocketUnit = unitFile.withDropIns (
+    unitFile.parse "packaging/${socketName}" (builtins.readFile (packaging + "/${socketName}"))
+  ) (parseDropIns (dropInsOf socketName));
+  packagedSocket = packagedSocketUnit.Socket or (throw "packaging/${socketName} has no [Socket] section");
+  packagedListen = asList (packagedSocket.ListenStream or [ ]);
+  # A path (or an abstract name): the control socket; anything else is the HTTP listener.
+  isPathListen = s: lib.hasPrefix "/" s || lib.hasPrefix "@" s;
+  packagedHttpListens = builtins.filter (s: !isPathListen s) packagedListen;
+  packagedHttpListen =
+    if builtins.length packagedHttpListens == 1 then
+      builtins.head packagedHttpListens
+    else
+      throw "packaging/${socketName}: expected one ListenStream= for the HTTP listener (ADDRESS:PORT) besides the control socket's path, found ${toString (builtins.length packagedHttpListens)}; nixos-module/default.nix substitutes it, update both";
+  # [IPv6]:PORT or IPv4:PORT -> [ address port ].
+  packagedHttpAddressPort =
+    let
+      m6 = builtins.match "[[]([^]]+)[]]:([0-9]+)" packagedHttpListen;
+      m4 = builtins.match "([0-9.]+):([0-9]+)" packagedHttpListen;
+    in
+    if m6 != null then
+      m6
+    else if m4 != null then
+      m4
+    else
+      throw "packaging/${socketName}: ListenStream=${packagedHttpListen} is not ADDRESS:PORT; nixos-module/default.nix substitutes it from http.address and http.port, update both";
 
   packagedService = packagedUnit.Service or (throw "packaging/oneiric.service has no [Service] section");
   asList = v: if builtins.isList v then v else [ v ];
@@ -201,8 +250,84 @@ let
       AppArmorProfile = apparmorProfileName;
     };
 
+  words = v: builtins.filter (w: builtins.isString w && w != "") (builtins.split "[[:space:]]+" v);
+  substituteAll = lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v);
+
+  # [Unit] of the service. Without the socket unit, oneiric.socket is dropped from the
+  # dependency lists (Wants=oneiric.socket, After=oneiric.socket); a line naming nothing else is
+  # left out, not written empty (an empty value would reset the list).
+  dependencyKeys = [
+    "Wants"
+    "Requires"
+    "Requisite"
+    "BindsTo"
+    "PartOf"
+    "Upholds"
+    "After"
+    "Before"
+  ];
+  withoutSocketDeps =
+    section:
+    lib.filterAttrs (_: v: v != [ ]) (
+      lib.mapAttrs (
+        key: v:
+        if builtins.elem key dependencyKeys then
+          lib.concatMap (
+            value:
+            let
+              kept = builtins.filter (w: w != socketName) (words value);
+            in
+            if value == "" then
+              [ value ]
+            else
+              lib.optional (kept != [ ]) (lib.concatStringsSep " " kept)
+          ) (asList v)
+        else
+          v
+      ) section
+    );
+  serviceUnitConfig = substituteAll (
+    if cfg.socketActivation then
+      packagedUnit.Unit or { }
+    else
+      withoutSocketDeps (packagedUnit.Unit or { })
+  );
+
   install = packagedUnit.Install or { };
-  unknownInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (lib.attrNames install);
+  # Also=: units `systemctl enable` takes along. NixOS enables by wantedBy, not [Install], so each
+  # must be a unit this module installs itself: the socket unit (or, without it, none).
+  installAlso = lib.concatMap words (asList (install.Also or [ ]));
+  unknownInstallKeys =
+    lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" "Also" ] (lib.attrNames install)
+    ++ map (u: "Also=${u}") (lib.subtractLists [ socketName ] installAlso);
+
+  # ---- the socket unit ------------------------------------------------------------------------
+  httpAddress = cfg.settings.http.address;
+  httpServed = cfg.settings.http.enabled && !builtins.elem "--no-http" cfg.extraArgs;
+  # ListenStream= takes addresses, not host names: [IPv6]:PORT or IPv4:PORT.
+  isIPv4 = a: builtins.match "[0-9]{1,3}([.][0-9]{1,3}){3}" a != null;
+  isIPv6 = a: builtins.match "[0-9a-fA-F:.]*:[0-9a-fA-F:.]*" a != null;
+  httpListen =
+    if isIPv6 httpAddress then
+      "[${httpAddress}]:${toString cfg.settings.http.port}"
+    else
+      "${httpAddress}:${toString cfg.settings.http.port}";
+  # The packaged list, in its order (the order of the passed descriptors), with the HTTP entry
+  # substituted, or left out when the service serves no HTTP.
+  listenStreams = lib.concatMap (
+    s: if isPathListen s then [ s ] else lib.optional httpServed httpListen
+  ) packagedListen;
+  httpPortArgs = builtins.filter (a: a == "--http-port" || lib.hasPrefix "--http-port=" a) cfg.extraArgs;
+
+  socketInstall = packagedSocketUnit.Install or { };
+  unknownSocketInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (
+    lib.attrNames socketInstall
+  );
+  socketUnit = {
+    unitConfig = substituteAll (packagedSocketUnit.Unit or { });
+    socketConfig = substituteAll (removeAttrs packagedSocket [ "ListenStream" ]);
+    inherit listenStreams;
+  };
 
   # ---- settings ---------------------------------------------------------------------------
   sections = [
@@ -494,8 +619,12 @@ in
       };
       address = mkOption {
         type = types.str;
-        default = "127.0.0.1";
-        description = "Listen address of the metrics and API listener (`settings.http.address`).";
+        default = builtins.head packagedHttpAddressPort;
+        defaultText = lib.literalMD "the address of packaging/oneiric.socket's HTTP `ListenStream=` (`127.0.0.1`)";
+        description = ''
+          Listen address of the metrics and API listener (`settings.http.address`). With
+          `socketActivation`, an IP address (oneiric.socket's `ListenStream=` takes no host name).
+        '';
       };
       port = mkOption {
         type = types.port;
@@ -503,6 +632,25 @@ in
         defaultText = lib.literalMD "the packaged unit's `PROMETHEUS_METRICS_PORT` (9090)";
         description = "Listen port (`PROMETHEUS_METRICS_PORT` and `settings.http.port`).";
       };
+    };
+
+    socketActivation = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether to install the socket unit `oneiric.socket` (packaging/oneiric.socket, as the
+        .deb and .rpm do): systemd holds the HTTP listener and the control socket
+        (`/run/oneiric/control.sock`) and passes them to the service, so that clients wait in the
+        backlog instead of being refused while the service restarts, crashes or is upgraded, and
+        a connection starts a stopped service again. Its HTTP `ListenStream=` follows
+        `settings.http.address` and `settings.http.port` (by default `metrics.address`,
+        `metrics.port`) and is left out when the HTTP listener is off (`metrics.enable = false`,
+        or `--no-http` in `extraArgs`), so the two always agree.
+
+        When false, there is no socket unit, and the service's `Wants=`/`After=oneiric.socket`
+        and `Also=oneiric.socket` are left out: the service binds its own listeners (and keeps
+        them in systemd's file descriptor store across `systemctl restart`).
+      '';
     };
 
     openFirewall = mkOption {
@@ -515,7 +663,11 @@ in
       type = types.listOf types.str;
       default = [ ];
       example = [ "--no-http" ];
-      description = "Extra arguments appended to `oneiric orchestrate`.";
+      description = ''
+        Extra arguments appended to `oneiric orchestrate`. With `socketActivation`, `--no-http`
+        also leaves the HTTP `ListenStream=` out of `oneiric.socket`, and `--http-port` is refused
+        (the socket could not follow it): use `metrics.port`.
+      '';
     };
   };
 
@@ -524,6 +676,18 @@ in
       {
         assertion = unknownInstallKeys == [ ];
         message = "packaging/oneiric.service: [Install] ${toString unknownInstallKeys} not mapped by nixos-module/default.nix";
+      }
+      {
+        assertion = !cfg.socketActivation || unknownSocketInstallKeys == [ ];
+        message = "packaging/${socketName}: [Install] ${toString unknownSocketInstallKeys} not mapped by nixos-module/default.nix";
+      }
+      {
+        assertion = !cfg.socketActivation || !httpServed || isIPv4 httpAddress || isIPv6 httpAddress;
+        message = "services.oneiric.settings.http.address = \"${httpAddress}\" is not an IP address, which oneiric.socket's ListenStream= needs: use one (e.g. 127.0.0.1, ::1, 0.0.0.0, ::) or set services.oneiric.socketActivation = false";
+      }
+      {
+        assertion = !cfg.socketActivation || httpPortArgs == [ ];
+        message = "services.oneiric.extraArgs has ${toString httpPortArgs}, which oneiric.socket cannot follow (oneiric would refuse the socket's port): set services.oneiric.metrics.port (or settings.http.port) instead, or socketActivation = false";
       }
       {
         assertion = manifestKind != "url" || lib.hasPrefix "https://" cfg.manifest || cfg.settings.remote.allow_http or false;
@@ -570,9 +734,7 @@ in
     systemd.tmpfiles.packages = [ cfg.package ];
 
     systemd.services.oneiric = {
-      unitConfig = lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v) (
-        packagedUnit.Unit or { }
-      );
+      unitConfig = serviceUnitConfig;
       inherit serviceConfig;
       wantedBy = asList (install.WantedBy or [ ]);
       requiredBy = mkIf (install ? RequiredBy) (asList install.RequiredBy);
@@ -580,6 +742,23 @@ in
       # A settings or manifest change is applied with `oneiric reload` (ExecReload=) by
       # switch-to-configuration; a changed unit (package, arguments) restarts the service.
       reloadTriggers = [ settingsDir ];
+      # switch-to-configuration leaves a changed .socket unit alone, but stops a changed
+      # service together with its socket unit and starts the socket again (then the active
+      # targets, which start the service). So a change of the socket (the address, the port,
+      # http.enabled, which otherwise only reload the service) counts as a change of the service:
+      # both are reopened together and never disagree.
+      restartTriggers = lib.optional cfg.socketActivation (
+        builtins.hashString "sha256" (builtins.toJSON (socketUnit // { inherit socketInstall; }))
+      );
+    };
+
+    # packaging/oneiric.socket, with the HTTP ListenStream= from the settings.
+    systemd.sockets = mkIf cfg.socketActivation {
+      oneiric = socketUnit // {
+        wantedBy = asList (socketInstall.WantedBy or [ ]);
+        requiredBy = mkIf (socketInstall ? RequiredBy) (asList socketInstall.RequiredBy);
+        upheldBy = mkIf (socketInstall ? UpheldBy) (asList socketInstall.UpheldBy);
+      };
     };
 
     security.apparmor.policies.oneiric = mkIf config.security.apparmor.enable {

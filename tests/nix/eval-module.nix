@@ -7,9 +7,11 @@
 #     --arg lib 'import /path/to/nixpkgs.lib/lib' --arg scenario '"default"'
 #   ... --argstr system aarch64-linux --arg flake true   # through the flake, for aarch64-linux
 #
-# The result is { unit; expectations; ... }: `unit` is the service rendered the way NixOS
-# writes it (compared with packaging/oneiric.service by tests/nix/compare-unit.sh), and
-# `expectations` is a list of { name; ok; detail; } checked by run.sh.
+# The result is { unit; socketUnit; expectations; ... }: `unit` and `socketUnit` are the service
+# and the socket rendered the way NixOS writes them (compared with packaging/oneiric.service and
+# packaging/oneiric.socket by tests/nix/compare-unit.sh; `socketUnit` is "" without one),
+# `installedUnits` the oneiric units the configuration has, and `expectations` a list of
+# { name; ok; detail; } checked by run.sh.
 {
   lib,
   scenario ? "default",
@@ -100,6 +102,29 @@ let
               upheldBy = anyList;
               reloadTriggers = anyList;
               restartTriggers = anyList;
+            };
+          }
+        );
+      };
+      # nixos/lib/systemd-unit-options.nix: what socketToUnit renders.
+      systemd.sockets = mkOption {
+        default = { };
+        type = types.attrsOf (
+          types.submodule {
+            options = {
+              unitConfig = anyAttrs;
+              socketConfig = anyAttrs;
+              listenStreams = mkOption {
+                type = types.listOf types.str;
+                default = [ ];
+              };
+              listenDatagrams = mkOption {
+                type = types.listOf types.str;
+                default = [ ];
+              };
+              wantedBy = anyList;
+              requiredBy = anyList;
+              upheldBy = anyList;
             };
           }
         );
@@ -227,6 +252,62 @@ let
         manifest = "http://manifests.example.org/manifest.json";
       };
     };
+    # The socket's HTTP ListenStream= follows the settings: an IPv6 address, another port.
+    socket-address = {
+      services.oneiric = {
+        enable = true;
+        metrics = {
+          address = "::";
+          port = 9393;
+        };
+      };
+    };
+    # No HTTP listener: the socket passes the control socket only.
+    http-disabled = {
+      services.oneiric = {
+        enable = true;
+        metrics.enable = false;
+      };
+    };
+    # No socket unit: the service without its Wants=/After=/Also= on it; a host name is fine then.
+    no-socket = {
+      services.oneiric = {
+        enable = true;
+        socketActivation = false;
+        metrics.address = "localhost";
+      };
+    };
+    # Must be refused: a host name in ListenStream=, and a port the socket cannot follow.
+    socket-hostname-refused = {
+      services.oneiric = {
+        enable = true;
+        metrics.address = "localhost";
+      };
+    };
+    socket-http-port-refused = {
+      services.oneiric = {
+        enable = true;
+        extraArgs = [
+          "--http-port"
+          "9999"
+        ];
+      };
+    };
+  };
+  # Configurations that must fail an assertion, with a word its message must contain.
+  refusals = {
+    http-refused = {
+      name = "plain http:// manifest refused without remote.allow_http";
+      word = "allow_http";
+    };
+    socket-hostname-refused = {
+      name = "a host name as http.address refused with socketActivation (ListenStream= takes addresses)";
+      word = "socketActivation = false";
+    };
+    socket-http-port-refused = {
+      name = "--http-port in extraArgs refused with socketActivation (the socket cannot follow it)";
+      word = "metrics.port";
+    };
   };
 
   # "vm:FILE:NODE": a node of a VM test in nixos-module/tests/ (its oneiric configuration
@@ -246,26 +327,52 @@ let
   scenarioModule =
     if isVm then (importVmTest (builtins.elemAt vmParts 1)).nodes.${builtins.elemAt vmParts 2} else scenarios.${scenario};
 
-  eval = lib.evalModules {
-    modules = [
-      stubs
-      moduleUnderTest
-      scenarioModule
-    ];
-    specialArgs = { inherit pkgs utils; };
-  };
-  config = eval.config;
+  evalWith =
+    m:
+    (lib.evalModules {
+      modules = [
+        stubs
+        moduleUnderTest
+        m
+      ];
+      specialArgs = { inherit pkgs utils; };
+    }).config;
+  config = evalWith scenarioModule;
+  # `enable` alone, to compare other configurations with.
+  defaultConfig = evalWith scenarios.default;
   svc = config.systemd.services.oneiric;
+  sock = config.systemd.sockets.oneiric or null;
   cfg = config.services.oneiric;
   bin = "${pkgs.oneiric}/bin/oneiric";
 
-  # As NixOS writes the unit (nixos/lib/systemd-lib.nix: commonUnitText, serviceToUnit), less
-  # what NixOS adds on its own (X-Reload-Triggers, quoted Environment= from `path`).
+  # As NixOS writes the units (nixos/lib/systemd-lib.nix: commonUnitText, serviceToUnit,
+  # socketToUnit), less what NixOS adds on its own (X-Reload-Triggers, X-Restart-Triggers,
+  # quoted Environment= from `path`).
+  installSection = u: lib.optionalString (u.wantedBy != [ ]) "\n[Install]\nWantedBy=${toString u.wantedBy}\n";
   unit =
     unitFile.renderSection "Unit" svc.unitConfig
     + "\n"
     + unitFile.renderSection "Service" svc.serviceConfig
-    + lib.optionalString (svc.wantedBy != [ ]) "\n[Install]\nWantedBy=${toString svc.wantedBy}\n";
+    + installSection svc;
+  socketUnit =
+    if sock == null then
+      ""
+    else
+      unitFile.renderSection "Unit" sock.unitConfig
+      + "\n"
+      + unitFile.renderSection "Socket" sock.socketConfig
+      + lib.concatMapStrings (s: "ListenStream=${s}\n") sock.listenStreams
+      + lib.concatMapStrings (s: "ListenDatagram=${s}\n") sock.listenDatagrams
+      + installSection sock;
+  installedUnits =
+    map (n: "${n}.service") (lib.attrNames config.systemd.services)
+    ++ map (n: "${n}.socket") (lib.attrNames config.systemd.sockets);
+
+  # The packaged socket, parsed (the drift itself is compare-unit.sh's, with its own parser).
+  packagedSocket = unitFile.parse "packaging/oneiric.socket" (builtins.readFile (repo + "/packaging/oneiric.socket"));
+  packagedListen = asList packagedSocket.Socket.ListenStream;
+  controlListen = builtins.filter (lib.hasPrefix "/") packagedListen;
+  mentionsSocket = v: lib.any (x: lib.hasInfix "oneiric.socket" (toString x)) (asList v);
 
   sc = svc.serviceConfig;
   asList = v: if builtins.isList v then v else [ v ];
@@ -300,6 +407,22 @@ let
     ) settingsDir.script)
     (expect "packaged tmpfiles.d entry installed" (builtins.elem pkgs.oneiric config.systemd.tmpfiles.packages) "")
   ];
+  # Every configuration with socketActivation (the default).
+  socketCommon = [
+    (expect "oneiric.socket installed, wanted by what packaging/oneiric.socket's [Install] says" (
+      sock != null && sock.wantedBy == asList packagedSocket.Install.WantedBy
+    ) (builtins.toJSON (if sock == null then null else sock.wantedBy)))
+    (expect "service wants and is ordered after oneiric.socket (as packaged)" (
+      builtins.elem "oneiric.socket" (asList svc.unitConfig.Wants) && builtins.elem "oneiric.socket" (asList svc.unitConfig.After)
+    ) (builtins.toJSON svc.unitConfig))
+    (expect "socket's [Socket] as packaged, but for the HTTP ListenStream=" (
+      sock.socketConfig == removeAttrs packagedSocket.Socket [ "ListenStream" ]
+      && lib.all (c: builtins.elem c sock.listenStreams) controlListen
+    ) (builtins.toJSON sock.socketConfig))
+    (expect "a change of the socket restarts the service (restartTriggers)" (
+      builtins.length svc.restartTriggers == 1
+    ) (builtins.toJSON svc.restartTriggers))
+  ];
 
   perScenario = {
     default = [
@@ -320,6 +443,14 @@ let
         config.security.apparmor.policies == { } && !(sc ? AppArmorProfile)
       ) "")
       (expect "firewall closed by default" (config.networking.firewall.allowedTCPPorts == [ ]) "")
+      (expect "socket's ListenStream= as packaged: the settings' address and port, then the control socket" (
+        sock.listenStreams == packagedListen
+        && builtins.elem "${cfg.settings.http.address}:${toString cfg.settings.http.port}" sock.listenStreams
+      ) (builtins.toJSON sock.listenStreams))
+      (expect "packaging agrees with itself: oneiric.socket's HTTP port is the unit's PROMETHEUS_METRICS_PORT" (
+        builtins.elem "PROMETHEUS_METRICS_PORT=${toString cfg.metrics.port}" sc.Environment
+        && builtins.elem "${cfg.metrics.address}:${toString cfg.metrics.port}" packagedListen
+      ) "${builtins.toJSON packagedListen} ${builtins.toJSON sc.Environment}")
     ];
     custom = [
       (expect "ExecStart: URL, refresh interval, extra args" (
@@ -349,6 +480,9 @@ let
         lib.hasInfix "PROMETHEUS_METRICS_PORT=9191" settingsDir.script
       ) settingsDir.script)
       (expect "openFirewall opens metrics.port" (config.networking.firewall.allowedTCPPorts == [ 9191 ]) "")
+      (expect "--no-http in extraArgs: the socket passes the control socket only" (
+        sock.listenStreams == controlListen
+      ) (builtins.toJSON sock.listenStreams))
     ]
     ++ lib.optionals hasApparmorProfile [
       (expect "AppArmor: policy loaded in enforce mode, service confined" (
@@ -378,6 +512,9 @@ let
         && builtins.elem "LOG_LEVEL=TRACE" sc.Environment
         && lib.last (asList sc.LogLevelMax) == "debug"
       ) (builtins.toJSON sc.Environment))
+      (expect "socket's HTTP ListenStream= follows settings.http.port set directly (127.0.0.1:9292)" (
+        sock.listenStreams == map (s: if lib.hasPrefix "/" s then s else "127.0.0.1:9292") packagedListen
+      ) (builtins.toJSON sock.listenStreams))
     ];
     # run.sh expects this one to fail evaluation, naming the option.
     bad-section = [ (expect "settings evaluate" (builtins.attrNames cfg.settings != [ ]) "") ];
@@ -396,15 +533,45 @@ let
         sc.ExecStart == "${bin} orchestrate --refresh-interval 120"
       ) sc.ExecStart)
     ];
+    socket-address = [
+      (expect "socket's HTTP ListenStream= follows the settings ([::]:9393), in the packaged order" (
+        sock.listenStreams == map (s: if lib.hasPrefix "/" s then s else "[::]:9393") packagedListen
+        && builtins.elem "PROMETHEUS_METRICS_PORT=9393" sc.Environment
+        && cfg.settings.http.address == "::"
+      ) (builtins.toJSON sock.listenStreams))
+      (expect "a socket change is a service restart: restartTriggers differ from the default's" (
+        svc.restartTriggers != defaultConfig.systemd.services.oneiric.restartTriggers
+      ) (builtins.toJSON svc.restartTriggers))
+    ];
+    http-disabled = [
+      (expect "metrics.enable = false: no HTTP ListenStream=, the control socket only" (
+        sock.listenStreams == controlListen && cfg.settings.http.enabled == false
+      ) (builtins.toJSON sock.listenStreams))
+    ];
   };
+  # socketActivation = false.
+  noSocket = [
+    (expect "assertions hold (a host name is fine without the socket)" (failedAssertions == [ ]) (toString failedAssertions))
+    (expect "no socket unit" (!(config.systemd.sockets ? oneiric)) (builtins.toJSON (lib.attrNames config.systemd.sockets)))
+    (expect "service names oneiric.socket nowhere (no Wants=, After=), no restartTriggers" (
+      !lib.any mentionsSocket (lib.attrValues svc.unitConfig) && svc.restartTriggers == [ ]
+    ) (builtins.toJSON svc.unitConfig))
+    (expect "[Service] as without the option; [Unit] as without it, less oneiric.socket" (
+      sc == defaultConfig.systemd.services.oneiric.serviceConfig
+      && lib.attrNames svc.unitConfig == lib.attrNames defaultConfig.systemd.services.oneiric.unitConfig
+      && lib.all (k: lib.subtractLists [ "oneiric.socket" ] (asList defaultConfig.systemd.services.oneiric.unitConfig.${k}) == asList svc.unitConfig.${k}) (lib.attrNames svc.unitConfig)
+    ) (builtins.toJSON svc.unitConfig))
+  ];
 
   expectations =
-    if scenario == "http-refused" then
+    if refusals ? ${scenario} then
       [
-        (expect "plain http:// manifest refused without remote.allow_http" (lib.any (
-          m: lib.hasInfix "allow_http" m
+        (expect refusals.${scenario}.name (lib.any (
+          m: lib.hasInfix refusals.${scenario}.word m
         ) failedAssertions) (toString failedAssertions))
       ]
+    else if scenario == "no-socket" then
+      common ++ noSocket
     else if isVm then
       [
         (expect "assertions hold" (failedAssertions == [ ]) (toString failedAssertions))
@@ -423,13 +590,17 @@ let
       ++ lib.optionals cfg.enable [
         (expect "oneiric runs the store binary" (lib.hasPrefix "${bin} orchestrate" sc.ExecStart) sc.ExecStart)
         (expect "package for ${system}" (cfg.package.system == system) (cfg.package.system or "?"))
+        (expect "oneiric.socket there exactly when socketActivation" (
+          (sock != null) == cfg.socketActivation
+        ) (lib.boolToString cfg.socketActivation))
       ]
     else
-      common ++ perScenario.${scenario};
+      common ++ socketCommon ++ perScenario.${scenario};
   firstLine = s: builtins.head (lib.splitString "\n" s);
 in
 {
-  inherit unit expectations bin;
+  inherit unit socketUnit expectations bin;
+  installedUnits = toString installedUnits;
   systemdVersion = config.systemd.package.version;
   vmScenarios = lib.concatMapStrings (s: s + "\n") vmScenarios;
   settings = cfg.settings;

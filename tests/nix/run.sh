@@ -7,8 +7,8 @@
 #
 # Without nixpkgs (everywhere; Debian's nix-bin, installed with apt-get when missing):
 # 1. Every .nix file in the repository parses (`nix-instantiate --parse`); `sh -n` on the
-#    scripts; tests/nix/compare-unit.sh (the drift comparator) accepts the packaged unit and
-#    reports a changed directive.
+#    scripts; tests/nix/compare-unit.sh (the drift comparator) accepts the packaged units
+#    (oneiric.service, oneiric.socket) and reports a changed directive in each.
 # 2. Source set: every file cargo and the tests need (Cargo.toml targets, their modules,
 #    include_str!/include_bytes! targets, src/, tests/fixtures/, files the tests read through
 #    CARGO_MANIFEST_DIR) is in the Nix package's source (tests/nix/source-set.nix: package.nix
@@ -23,8 +23,10 @@
 #    cargo-test's source, dev shell, overlay, VM test files); the module evaluated with stub
 #    NixOS options in several configurations (tests/nix/eval-module.nix), as nixos-module/ on
 #    x86_64-linux and as the flake's nixosModules.default on aarch64-linux, plus every node of
-#    every VM test on both; the service it renders compared with packaging/oneiric.service +
-#    oneiric.service.d/ (no drift), and following an edit of it.
+#    every VM test on both; the service and the socket it renders compared with
+#    packaging/oneiric.service + oneiric.service.d/ and packaging/oneiric.socket (no drift),
+#    other configurations with copies of them changed by exactly the documented differences,
+#    and both following an edit of the files.
 #    nixpkgs' lib needs Nix >= 2.18: when the host's Nix is older (Debian 12 has 2.8), this
 #    runs in a Debian 13 chroot with its nix-bin, built with debootstrap on first use and kept
 #    in $ONEIRIC_NIX_CHROOT (default /var/tmp/oneiric-nix-chroot). Without a lib checkout
@@ -119,14 +121,33 @@ done
 	fi
 } >"$tmp/same.service"
 sed 's/^\(Restart\)=.*/\1=always/' "$tmp/same.service" >"$tmp/changed.service"
-if ! sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/same.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
-	t_fail "compare-unit.sh accepts the packaged unit itself" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
-elif sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/changed.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
-	t_fail "compare-unit.sh reports a changed directive" "Restart=always was not reported"
-elif ! grep -q 'Restart' "$tmp/out"; then
-	t_fail "compare-unit.sh reports a changed directive" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
+cp "$repo/packaging/oneiric.socket" "$tmp/same.socket"
+sed 's/^\(Backlog\)=.*/\1=1/' "$tmp/same.socket" >"$tmp/changed.socket"
+# comparator_check UNIT KEY: the packaged UNIT is accepted, the copy with KEY changed is not.
+comparator_check() {
+	name="compare-unit.sh accepts the packaged $1 and reports a changed directive ($2)"
+	if ! ONEIRIC_UNIT=$1 sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/same.${1#*.}" /usr/bin/oneiric >"$tmp/out" 2>&1; then
+		t_fail "$name" "the packaged unit itself: $(head -n3 "$tmp/out" | tr '\n' ' ')"
+	elif ONEIRIC_UNIT=$1 sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/changed.${1#*.}" /usr/bin/oneiric >"$tmp/out" 2>&1; then
+		t_fail "$name" "the changed $2 was not reported"
+	elif ! grep -q "$2" "$tmp/out"; then
+		t_fail "$name" "$(head -n3 "$tmp/out" | tr '\n' ' ')"
+	else
+		t_pass "$name"
+	fi
+}
+comparator_check oneiric.service Restart
+comparator_check oneiric.socket Backlog
+# [Install] Also=: dropped only for a unit ONEIRIC_INSTALLED names (NixOS has no Also=).
+grep -v '^Also=' "$tmp/same.service" >"$tmp/noalso.service"
+name="compare-unit.sh: Also=oneiric.socket is not compared when the NixOS side installs oneiric.socket, reported when it does not"
+if ! ONEIRIC_INSTALLED="oneiric.service oneiric.socket" sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/noalso.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
+	t_fail "$name" "with oneiric.socket installed: $(head -n3 "$tmp/out" | tr '\n' ' ')"
+elif ONEIRIC_INSTALLED="oneiric.service" sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/noalso.service" /usr/bin/oneiric >"$tmp/out" 2>&1 ||
+	! grep -q 'Also' "$tmp/out"; then
+	t_fail "$name" "without oneiric.socket: $(head -n3 "$tmp/out" | tr '\n' ' ')"
 else
-	t_pass "compare-unit.sh accepts the packaged unit and reports a changed directive"
+	t_pass "$name"
 fi
 
 # ---- 3. the source set, without nixpkgs ---------------------------------------------------
@@ -306,7 +327,7 @@ fi
 
 # Each configuration: as nixos-module/ on x86_64-linux, and as the flake's nixosModules.default
 # (which picks packages.<system>.default) on aarch64-linux; userborn through the flake on both.
-scenarios="default custom settings-direct attrs-manifest runtime-manifest no-manifest http-refused userborn"
+scenarios="default custom settings-direct attrs-manifest runtime-manifest no-manifest http-refused userborn socket-address http-disabled no-socket socket-hostname-refused socket-http-port-refused"
 variants="x86_64-linux:module aarch64-linux:flake"
 module_eval() {
 	# module_eval VARIANT SCENARIO ATTR
@@ -351,26 +372,70 @@ for v in $variants; do
 	fi
 done
 
-# The drift check: the service the module renders for `enable = true` == the packaged unit
-# (oneiric.service plus every oneiric.service.d/*.conf drop-in), on both systems.
+# The drift check: the service and the socket the module renders for `enable = true` == the
+# packaged units (oneiric.service plus every oneiric.service.d/*.conf drop-in; oneiric.socket),
+# on both systems.
 unit_drift() {
-	# unit_drift PACKAGING_DIR [VARIANT] -> 0 when the module's unit equals it
-	module_eval "${2:-x86_64-linux:module}" default unit >"$tmp/unit" 2>"$tmp/err" || return 2
-	bin=$(module_eval "${2:-x86_64-linux:module}" default bin 2>>"$tmp/err") || return 2
-	sdv=$(module_eval "${2:-x86_64-linux:module}" default systemdVersion 2>>"$tmp/err") || return 2
-	sh "$here/compare-unit.sh" "$1" "$tmp/unit" "$bin" "$sdv" >"$tmp/drift" 2>&1
+	# unit_drift PACKAGING_DIR VARIANT SCENARIO UNIT -> 0 when the module's UNIT equals it
+	case $4 in *.socket) attr=socketUnit ;; *) attr=unit ;; esac
+	module_eval "$2" "$3" "$attr" >"$tmp/unit" 2>"$tmp/err" || return 2
+	bin=$(module_eval "$2" "$3" bin 2>>"$tmp/err") || return 2
+	sdv=$(module_eval "$2" "$3" systemdVersion 2>>"$tmp/err") || return 2
+	installed=$(module_eval "$2" "$3" installedUnits 2>>"$tmp/err") || return 2
+	ONEIRIC_UNIT=$4 ONEIRIC_INSTALLED=$installed sh "$here/compare-unit.sh" "$1" "$tmp/unit" "$bin" "$sdv" >"$tmp/drift" 2>&1
+}
+drift_check() {
+	# drift_check NAME PACKAGING_DIR VARIANT SCENARIO UNIT
+	unit_drift "$2" "$3" "$4" "$5"
+	case $? in
+	0) t_pass "$1 ($(cat "$tmp/drift"))" ;;
+	2) t_fail "$1" "$(first_line "$tmp/err")" ;;
+	*) t_fail "$1" "$(head -n 6 "$tmp/drift" | tr '\n' ' ')" ;;
+	esac
 }
 for v in $variants; do
-	name="no drift: NixOS service (${v%%:*}, ${v#*:}) == packaging/oneiric.service + oneiric.service.d"
-	unit_drift "$tree/packaging" "$v"
-	case $? in
-	0) t_pass "$name ($(cat "$tmp/drift"))" ;;
-	2) t_fail "$name" "$(first_line "$tmp/err")" ;;
-	*) t_fail "$name" "$(head -n 6 "$tmp/drift" | tr '\n' ' ')" ;;
-	esac
+	drift_check "no drift: NixOS service (${v%%:*}, ${v#*:}) == packaging/oneiric.service + oneiric.service.d" \
+		"$tree/packaging" "$v" default oneiric.service
+	drift_check "no drift: NixOS socket (${v%%:*}, ${v#*:}) == packaging/oneiric.socket" \
+		"$tree/packaging" "$v" default oneiric.socket
 done
 
-# ... and it is derived from the file: edit the copy the module reads, it follows.
+# The intended differences (nixos-module/README.md), each compared the same way with a copy of
+# packaging/ changed by exactly that difference and nothing else.
+http_listen=$(sed -n 's/^ListenStream=\([^/@].*\)$/\1/p' "$tree/packaging/oneiric.socket")
+# ... as a regular expression (its dots and brackets escaped).
+http_listen_re=$(printf '%s' "$http_listen" | sed 's/[].[]/\\&/g')
+intended() {
+	# intended DIR SED-SCRIPT FILE: DIR = a copy of packaging/ with FILE edited by SED-SCRIPT
+	rm -rf "$1"
+	cp -a "$tree/packaging" "$1"
+	sed -i -E "$2" "$1/$3"
+	! cmp -s "$tree/packaging/$3" "$1/$3"
+}
+if [ "$(printf '%s\n' "$http_listen" | grep -c .)" != 1 ]; then
+	t_fail "intended differences of the socket" "packaging/oneiric.socket has not exactly one HTTP ListenStream=: '$http_listen'"
+else
+	if ! intended "$tmp/pkg-address" "s/^ListenStream=$http_listen_re\$/ListenStream=[::]:9393/" oneiric.socket ||
+		! intended "$tmp/pkg-nohttp" "/^ListenStream=$http_listen_re\$/d" oneiric.socket; then
+		t_fail "intended differences of the socket" "the copies of packaging/oneiric.socket did not change"
+	fi
+	for v in $variants; do
+		drift_check "intended difference only: socket for metrics.address = \"::\", port 9393 (${v%%:*}, ${v#*:}) == packaging/oneiric.socket with ListenStream=$http_listen -> [::]:9393" \
+			"$tmp/pkg-address" "$v" socket-address oneiric.socket
+		drift_check "intended difference only: socket for metrics.enable = false (${v%%:*}, ${v#*:}) == packaging/oneiric.socket without ListenStream=$http_listen" \
+			"$tmp/pkg-nohttp" "$v" http-disabled oneiric.socket
+	done
+fi
+if intended "$tmp/pkg-nosocket" '/^(Wants|After|Also)=oneiric\.socket$/d' oneiric.service; then
+	for v in $variants; do
+		drift_check "intended difference only: service for socketActivation = false (${v%%:*}, ${v#*:}) == packaging/oneiric.service + drop-ins without Wants=, After=, Also=oneiric.socket" \
+			"$tmp/pkg-nosocket" "$v" no-socket oneiric.service
+	done
+else
+	t_fail "intended difference: service for socketActivation = false" "packaging/oneiric.service has no Wants=, After= or Also=oneiric.socket line to leave out"
+fi
+
+# ... and they are derived from the files: edit the copies the module reads, it follows.
 sed -i 's/^\(RestartSec\)=.*/\1=7s/' "$work/repo/packaging/oneiric.service"
 printf '\n[Service]\nTasksMax=64\n' >>"$work/repo/packaging/oneiric.service"
 # A new drop-in (as one for directives newer than the main unit's systemd would be): a value
@@ -381,12 +446,34 @@ printf '[Service]\nProtectHostname=private\nSystemCallFilter=\nSystemCallFilter=
 # ... and `#systemd>=N` lines: one this systemd has (applied), one it has not (left out).
 sed -i 's/^\(\[Service\]\)$/\1\n#systemd>=250 RestrictFileSystems=~@network\n#systemd>=9999 NoSuchDirective=yes/' \
 	"$work/repo/packaging/oneiric.service"
-if ! unit_drift "$work/repo/packaging"; then
+if ! unit_drift "$work/repo/packaging" x86_64-linux:module default oneiric.service; then
 	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
-elif unit_drift "$tree/packaging"; then
+elif unit_drift "$tree/packaging" x86_64-linux:module default oneiric.service; then
 	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "the edited unit still compared equal to the original"
 else
 	t_pass "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines (RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset, #systemd>=250 applied, #systemd>=9999 not)"
+fi
+# The socket: a value changed, a directive added in a second [Socket] section, and a drop-in.
+sed -i 's/^\(Backlog\)=.*/\1=128/' "$work/repo/packaging/oneiric.socket"
+printf '\n[Socket]\nKeepAlive=yes\n' >>"$work/repo/packaging/oneiric.socket"
+mkdir -p "$work/repo/packaging/oneiric.socket.d"
+printf '[Socket]\nReusePort=yes\n' >"$work/repo/packaging/oneiric.socket.d/zz-run-sh-test.conf"
+if ! unit_drift "$work/repo/packaging" x86_64-linux:module default oneiric.socket; then
+	t_fail "module follows an edit of packaging/oneiric.socket and a new drop-in" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+elif unit_drift "$tree/packaging" x86_64-linux:module default oneiric.socket; then
+	t_fail "module follows an edit of packaging/oneiric.socket and a new drop-in" "the edited socket still compared equal to the original"
+else
+	t_pass "module follows an edit of packaging/oneiric.socket and a new drop-in (Backlog=128, KeepAlive=yes, ReusePort=yes from oneiric.socket.d/)"
+fi
+# Packaging that disagrees with itself (the socket's port is not the unit's
+# PROMETHEUS_METRICS_PORT) is reported, not followed: the module's socket takes the settings'.
+sed -i "s/^ListenStream=$http_listen_re\$/ListenStream=${http_listen%:*}:9999/" "$work/repo/packaging/oneiric.socket"
+if unit_drift "$work/repo/packaging" x86_64-linux:module default oneiric.socket; then
+	t_fail "a packaged socket port other than PROMETHEUS_METRICS_PORT is reported" "ListenStream=${http_listen%:*}:9999 compared equal"
+elif ! grep -q 'ListenStream' "$tmp/drift"; then
+	t_fail "a packaged socket port other than PROMETHEUS_METRICS_PORT is reported" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+else
+	t_pass "a packaged socket port other than PROMETHEUS_METRICS_PORT is reported ($(grep -c ListenStream "$tmp/drift") ListenStream line(s) differ)"
 fi
 
 t_finish

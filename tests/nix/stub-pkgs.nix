@@ -66,6 +66,7 @@ let
     systemd = fakeDrv "systemd-258" { version = "258"; };
     # Used by the VM tests' nodes and the dev shell.
     curl = fakeDrv "curl" { };
+    iproute2 = fakeDrv "iproute2" { };
     python3 = fakeDrv "python3" { };
   }
   // lib.genAttrs [
