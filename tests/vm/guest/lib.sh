@@ -164,3 +164,45 @@ apt_update_refused() {
   if grep -i 'not understood' <<<"$out"; then fail "this apt has no --error-on=any"; fi
   [ "$rc" != 0 ] || fail "$what: apt-get update --error-on=any exited 0"
 }
+
+# --- a client through restarts, crashes and upgrades (issue 18) -------------------------
+# One curl process asking /v1/resolve/... over and over (URL globbing: sequential requests
+# on a kept-alive connection, a new connection when the server closes it, as HTTP clients
+# do), one line per request: status code and seconds. Connection errors go to .err, one
+# `curl: (N) ...` line per failed request (7: refused).
+LOAD_URL=$HTTP/v1/resolve/adapter/cache
+# shellcheck disable=SC2034 # read by the host (run.sh prints it): one line per measured event
+FIGURES=$RESULTS/figures
+load_start() { # load_start NAME
+  local f=$STATE/load-$1
+  rm -f "$f".*
+  curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{time_total}\n' "$LOAD_URL?n=[1-999999999]" \
+    >"$f.out" 2>"$f.err" </dev/null &
+  echo $! >"$f.pid"
+  date +%s.%N >"$f.t0"
+  # Answered before the event, or the event would be measured against a client still starting.
+  wait_for 30 "the client loop ($1) to get answers" grep -m1 '^200 ' "$f.out"
+}
+# load_stop NAME EVENT: stops the client, records its figures in $FIGURES and fails unless
+# every request was answered 200.
+load_stop() {
+  local f=$STATE/load-$1 event=$2 pid t0 t1 n failed refused errors worst rate
+  pid=$(cat "$f.pid")
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  t0=$(cat "$f.t0"); t1=$(date +%s.%N)
+  # A line cut off by the kill is not a request.
+  grep -E '^[0-9]{3} [0-9.]+$' "$f.out" >"$f.done" || true
+  n=$(wc -l <"$f.done")
+  failed=$(awk '$1 != 200' "$f.done" | wc -l)
+  refused=$(grep -c '^curl: (7)' "$f.err" || true)
+  errors=$(grep -c '^curl: ' "$f.err" || true)
+  worst=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { printf "%.3f", m }' "$f.done")
+  rate=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+  local line="$event: $n requests, $failed failed, $refused refused, worst ${worst} s, ${rate}/s"
+  note "$line"
+  echo "$line" >>"$FIGURES"
+  [ "$errors" -eq 0 ] || { head -n 5 "$f.err" >&2; fail "$event: $errors request(s) failed in the client loop ($refused refused): $(head -n 1 "$f.err")"; }
+  [ "$failed" -eq 0 ] || fail "$event: $failed request(s) answered other than 200: $(awk '$1 != 200 { print $1 }' "$f.done" | sort | uniq -c | tr '\n' ' ')"
+  [ "$n" -gt 0 ] || fail "$event: the client loop made no request"
+}

@@ -60,10 +60,15 @@ publish_tree r2
 t0=$(date +%s)
 sleep 1
 apt_update_clean
+# A client keeps asking through the upgrade (issue 18): oneiric.socket stays up, only
+# the service is restarted, so nothing is refused.
+load_start upgrade
 out=$(timeout 300 "${APT_UPGRADE[@]}" upgrade </dev/null 2>&1) || { echo "$out"; fail "apt-get upgrade exited non-zero"; }
 echo "$out"
 expect_eq "installed version after upgrade" "$(installed_version)" "$r2v"
 wait_healthy 90
+sleep 2
+load_stop upgrade "apt-get upgrade ($r1v -> $r2v)"
 [ "$(prop InvocationID)" != "$inv" ] || fail "not restarted by the upgrade (InvocationID unchanged)"
 expect_eq "NRestarts (no crash restarts)" "$(prop NRestarts)" "$n0"
 j=$(unit_journal_since "$t0")

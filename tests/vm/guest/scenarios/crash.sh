@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # vm: needs=deb after=install boot=1 order=50 dists=all
-# 4b. Crash (SIGKILL): restarted, with the lifecycle state (pause, drain) intact.
+# 4b. Crash (SIGKILL): restarted, with the lifecycle state (pause, drain) intact, and a
+#     client loop across it sees no refused connection and no failed request (issue 18).
 systemctl reset-failed oneiric
 wait_healthy 60
 trap 'oneiric pause adapter cache --resume || true; oneiric drain service status --clear || true' EXIT
@@ -14,11 +15,15 @@ entry_flag status draining || fail "service/status not draining before the crash
 R=$(usec_prop_seconds RestartUSec)
 n0=$(prop NRestarts)
 pid=$(main_pid)
+load_start crash
 t0=$(date +%s)
 kill -KILL "$pid"
 new_pid_up() { p=$(main_pid); [ "$p" != 0 ] && [ "$p" != "$pid" ] && service_healthy; }
 wait_for $((R + SLACK + 30)) "a new main process after SIGKILL of $pid" new_pid_up
 note "killed -> restarted in $(( $(date +%s) - t0 ))s (RestartSec=${R}s)"
+sleep 2
+# Clients wait in oneiric.socket's backlog for RestartSec and the start: none is refused.
+load_stop crash "kill -9 (RestartSec=${R}s)"
 j=$(unit_journal_since "$t0")
 echo "$j"
 grep -q "status=9/KILL" <<<"$j" || fail "journal does not show the SIGKILL"

@@ -32,16 +32,24 @@ r1v=$(rpm -q --qf '%{VERSION}' oneiric)
 rpm -q gpg-pubkey >/dev/null || fail "dnf did not import the repository key"
 systemctl enable --now oneiric || fail "systemctl enable --now oneiric exited $?"
 wait_healthy 90
+# enable took the socket unit along (Also=), and --now started it with the service.
+expect_eq "oneiric.socket enabled" "$(systemctl is-enabled oneiric.socket)" enabled
+expect_eq "oneiric.socket active" "$(systemctl is-active oneiric.socket)" active
 sed -i 's/^environment: production$/environment: staging   # edited by the VM test/' /etc/oneiric/app.yml
 inv=$(prop InvocationID)
 t0=$(date +%s)
 sleep 1
 
 publish_tree r2
+# A client keeps asking through the upgrade (issue 18): %postun try-restarts the service
+# only; oneiric.socket keeps the listeners.
+load_start upgrade
 "${DNF[@]}" --disablerepo='*' --enablerepo=oneiric --refresh upgrade </dev/null || fail "dnf upgrade exited $?"
 r2v=$(rpm -q --qf '%{VERSION}' oneiric)
 [ "$r2v" != "$r1v" ] || fail "dnf upgrade did not change the version ($r1v)"
 wait_healthy 90
+sleep 2
+load_stop upgrade "dnf upgrade ($r1v -> $r2v)"
 [ "$(prop InvocationID)" != "$inv" ] || fail "not restarted by dnf upgrade"
 expect_eq "starts during the upgrade" "$(unit_journal_since "$t0" | grep -c ' Started ' || true)" 1
 grep -q '^environment: staging   # edited by the VM test' /etc/oneiric/app.yml || fail "dnf upgrade replaced the edited app.yml"

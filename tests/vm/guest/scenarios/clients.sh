@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# vm: needs=deb after=install boot=1 order=35 dists=all
+# 3b. Socket activation (issue 18): oneiric.socket holds the listeners, so a client loop
+#     sees no refused connection and no failed request across `systemctl restart` and
+#     `systemctl reload`; a stopped service is started again by a client's connection.
+systemctl reset-failed oneiric
+wait_healthy 60
+expect_eq "oneiric.socket enabled" "$(systemctl is-enabled oneiric.socket)" enabled
+expect_eq "oneiric.socket active" "$(systemctl is-active oneiric.socket)" active
+# The listener is systemd's (pid 1) as well as the service's.
+ss -ltnpH 'sport = :9090' | grep '"systemd",pid=1,' >/dev/null ||
+  fail "127.0.0.1:9090 is not held by systemd: $(ss -ltnpH 'sport = :9090')"
+[ -S /run/oneiric/control.sock ] || fail "no control socket"
+expect_eq "control socket mode and owner" "$(stat -c '%a %U %G' /run/oneiric/control.sock)" "660 oneiric oneiric"
+
+pid=$(main_pid)
+t0=$(date +%s)
+load_start restart
+systemctl restart oneiric || fail "systemctl restart oneiric exited $?"
+new_pid_up() { p=$(main_pid); [ "$p" != 0 ] && [ "$p" != "$pid" ] && service_healthy; }
+wait_for 90 "a new main process after systemctl restart" new_pid_up
+sleep 2
+load_stop restart "systemctl restart"
+journalctl --no-pager -o cat -u oneiric --since "@$t0" | grep 'listening on sockets passed by systemd: http from the socket unit, control from the socket unit' >/dev/null ||
+  fail "the restarted service does not say it serves the socket unit's listeners"
+
+pid=$(main_pid)
+load_start reload
+systemctl reload oneiric || fail "systemctl reload oneiric exited $?"
+sleep 2
+load_stop reload "systemctl reload"
+expect_eq "MainPID (a reload is not a restart)" "$(main_pid)" "$pid"
+
+# Stopped, the socket still listens; a client's connection starts the service again.
+systemctl stop oneiric
+if is_active; then fail "still active after systemctl stop oneiric"; fi
+expect_eq "oneiric.socket active while the service is stopped" "$(systemctl is-active oneiric.socket)" active
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 90 "$HTTP/healthz" || true)
+expect_eq "GET /healthz to a stopped service (started by the socket)" "$code" 200
+wait_healthy 60
