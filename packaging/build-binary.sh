@@ -3,7 +3,7 @@
 #   packaging/build-binary.sh [amd64|x86_64|arm64|aarch64]   prints the binary's path (last line)
 # (default: the host's architecture).
 #
-# x86_64: cargo-zigbuild with Zig (PyPI `ziglang`, both installed here when
+# x86_64: cargo-zigbuild with Zig (both installed by packaging/tools.sh when
 # missing, at pinned versions) for the target x86_64-unknown-linux-gnu.2.28, so
 # no symbol newer than GLIBC_2.28 is needed (RHEL 8, Debian 11, Ubuntu 20.04 and
 # newer). It still links the system SQLite (libsqlite3.so.0) through pkg-config.
@@ -22,8 +22,6 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-CARGO_ZIGBUILD_VERSION=0.24.1
-ZIGLANG_VERSION=0.17.1
 GLIBC_BASELINE=2.28
 # shellcheck disable=SC2034 # read (sed) by build-deb.sh and tests/packaging/run.sh
 GLIBC_BASELINE_AARCH64=2.34
@@ -48,13 +46,7 @@ export RUSTFLAGS
 
 case "$ONEIRIC_TARGET-$(uname -m)" in
 x86_64-unknown-linux-gnu-x86_64)
-	if ! cargo zigbuild --version 2>/dev/null | grep -q " $CARGO_ZIGBUILD_VERSION"; then
-		cargo install --locked "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION" >&2
-	fi
-	if ! python3 -m ziglang version >/dev/null 2>&1 ||
-		[ "$(python3 -m pip show ziglang 2>/dev/null | sed -n 's/^Version: //p')" != "$ZIGLANG_VERSION" ]; then
-		python3 -m pip install --quiet "ziglang==$ZIGLANG_VERSION" >&2
-	fi
+	packaging/tools.sh cargo-zigbuild
 	# Zig's linker searches no system library directory: give it the system SQLite
 	# (and nothing else of the host's) through a directory of its own.
 	libdir=$(pkg-config --variable=libdir sqlite3) ||

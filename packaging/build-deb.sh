@@ -4,18 +4,15 @@
 # arm64 on an x86_64 host (as root): the binary is built in the arm64 chroot
 # (build-binary.sh), and this script runs again inside that chroot to package it,
 # where dpkg-shlibdeps finds the arm64 libc6 and libsqlite3-0 it depends on.
-# Installs cargo-deb if missing, builds the release binary once for the glibc
+# Installs cargo-deb if missing (packaging/tools.sh), builds the release binary once for the glibc
 # baseline (build-binary.sh), generates the man pages and completions
 # (build-assets.sh), then packages without rebuilding. Reproducible: file times
 # and the package's build time are SOURCE_DATE_EPOCH, by default the commit time.
 set -eu
 
 cd "$(dirname "$0")/.."
-CARGO_DEB_VERSION=3.8.0
 
-if ! cargo deb --version >/dev/null 2>&1; then
-	cargo install --locked "cargo-deb@$CARGO_DEB_VERSION"
-fi
+packaging/tools.sh cargo-deb
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) ||
 		{ echo "build-deb: not a git checkout; set SOURCE_DATE_EPOCH" >&2; exit 1; }

@@ -12,11 +12,8 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-CARGO_GENERATE_RPM_VERSION=0.21.1
 
-if ! cargo generate-rpm --version >/dev/null 2>&1; then
-	cargo install --locked "cargo-generate-rpm@$CARGO_GENERATE_RPM_VERSION"
-fi
+packaging/tools.sh cargo-generate-rpm
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) ||
 		{ echo "build-rpm: not a git checkout; set SOURCE_DATE_EPOCH" >&2; exit 1; }

@@ -1,17 +1,14 @@
 #!/bin/sh
-# The release's SBOM (CycloneDX JSON, by crates.io's cargo-cyclonedx, installed here at a
-# pinned version when missing): every crate the shipped binary is built from, for the
+# The release's SBOM (CycloneDX JSON, by crates.io's cargo-cyclonedx, installed by packaging/tools.sh
+# at a pinned version when missing): every crate the shipped binary is built from, for the
 # target the packages are built for.
 #   packaging/sbom.sh OUT-DIR     prints OUT-DIR/oneiric-<version>.cdx.json
 set -eu
 
 cd "$(dirname "$0")/.."
-CARGO_CYCLONEDX_VERSION=0.5.7
 out=${1:?usage: packaging/sbom.sh OUT-DIR}
 mkdir -p "$out"
-if ! cargo cyclonedx --version 2>/dev/null | grep -q " $CARGO_CYCLONEDX_VERSION"; then
-	cargo install --locked "cargo-cyclonedx@$CARGO_CYCLONEDX_VERSION" >&2
-fi
+packaging/tools.sh cargo-cyclonedx
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 # Written beside Cargo.toml under a name of our own, then moved out of the tree.
 # --target: the dependencies of the x86_64 Linux build (no Windows/macOS-only crates).

@@ -50,6 +50,9 @@ if [ "${ONEIRIC_PREFETCH:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get 
 		[ ${#tools[@]} -eq 0 ] || T_APT_LOG=/dev/null t_apt_install "${tools[@]}" || true
 		;;
 	esac
+	# The pinned cargo tools (packaging/tools.sh): ~11 min of compiling from empty caches,
+	# most of it in the CPU the shell, rust, bench and fuzz stages leave idle.
+	case " $STAGES " in *" fuzz "* | *" packaging "* | *" vm "*) prefetch tools sh packaging/tools.sh all ;; esac
 	case " $STAGES " in *" vm "*) ONEIRIC_VM_RUNROOT=/var/tmp/oneiric-vm-prefetch prefetch vm-images bash tests/vm/run.sh --images ;; esac
 	case " $STAGES " in *" msrv "*) prefetch chroot-msrv sh packaging/chroot.sh path msrv ;; esac
 	case " $STAGES " in *" packaging "*) prefetch chroot-arm64 sh packaging/chroot.sh path arm64 ;; esac

@@ -17,7 +17,6 @@ T_LOG_TAG=fuzz
 . "$REPO/tests/lib.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-CARGO_FUZZ_VERSION=0.13.2
 SECONDS_EACH=${ONEIRIC_FUZZ_SECONDS:-10}
 LIMITS=(-rss_limit_mb=512 -timeout=1)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/oneiric-fuzz.XXXXXX")
@@ -52,12 +51,7 @@ step() {
 		t_finish
 	fi
 }
-if cargo fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
-	t_pass "cargo-fuzz $CARGO_FUZZ_VERSION present"
-else
-	step "cargo install cargo-fuzz@$CARGO_FUZZ_VERSION" \
-		cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
-fi
+step "cargo-fuzz (packaging/tools.sh)" sh packaging/tools.sh cargo-fuzz
 # cargo fuzz has no --locked: fetching with it first fails if fuzz/Cargo.lock is stale, and the
 # build then uses the lock file as it is.
 step "fuzz/Cargo.lock up to date" \
