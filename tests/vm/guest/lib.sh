@@ -169,14 +169,16 @@ apt_update_refused() {
 # One curl process asking /v1/resolve/... over and over (URL globbing: sequential requests
 # on a kept-alive connection, a new connection when the server closes it, as HTTP clients
 # do), one line per request: status code and seconds. Connection errors go to .err, one
-# `curl: (N) ...` line per failed request (7: refused).
+# `curl: (N) ...` line per failed request (7: refused). The glob is in the fragment, which
+# curl never sends: every request is the same path (a query string would be a 400, the API
+# refuses unknown parameters).
 LOAD_URL=$HTTP/v1/resolve/adapter/cache
 # shellcheck disable=SC2034 # read by the host (run.sh prints it): one line per measured event
 FIGURES=$RESULTS/figures
 load_start() { # load_start NAME
   local f=$STATE/load-$1
   rm -f "$f".*
-  curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{time_total}\n' "$LOAD_URL?n=[1-999999999]" \
+  curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{time_total}\n' "$LOAD_URL#[1-999999999]" \
     >"$f.out" 2>"$f.err" </dev/null &
   echo $! >"$f.pid"
   date +%s.%N >"$f.t0"
