@@ -68,6 +68,7 @@ fn request(dir: &std::path::Path, manifest: &std::path::Path) -> LoadRequest {
             Some(&dir.join("state")),
             Some(&dir.join("cache")),
             Some(&dir.join("run")),
+            None,
             &env,
         ),
         env,

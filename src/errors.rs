@@ -10,6 +10,7 @@ use crate::config::ConfigError;
 use crate::control::{BindError, ClientError};
 use crate::engine::LoadError;
 use crate::exit::Exit;
+use crate::instance::InstanceError;
 use crate::lifecycle::LifecycleError;
 use crate::manifest::ManifestError;
 use crate::manifest::signature::KeyError;
@@ -139,6 +140,12 @@ impl HasExit for ActivationError {
             | ActivationError::NotListening { .. }
             | ActivationError::Io { .. } => Exit::Failure,
         }
+    }
+}
+
+impl HasExit for InstanceError {
+    fn exit(&self) -> Exit {
+        Exit::Usage
     }
 }
 

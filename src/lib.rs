@@ -20,6 +20,7 @@ pub mod errors;
 pub mod exit;
 pub mod fsutil;
 pub mod http;
+pub mod instance;
 pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;

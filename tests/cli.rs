@@ -517,3 +517,38 @@ fn keygen_with_a_relative_path_then_sign_and_verify() {
     ]);
     assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn instance_names_are_checked_and_name_the_directories() {
+    let sb = Sandbox::new();
+    // A name that would leave /etc/oneiric: a usage error that says where it came from.
+    let o = sb.run(&["--instance", "../etc", "list"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"../etc\" (--instance)"), "{}", stderr(&o));
+    let mut c = sb.cmd(&["list"]);
+    c.env("ONEIRIC_INSTANCE", "a/b");
+    let o = run_with_timeout(c, Duration::from_secs(60));
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("(ONEIRIC_INSTANCE)"), "{}", stderr(&o));
+    // A valid name with no settings directory of its own is refused, naming the directory
+    // (ONEIRIC_CONFIG, which the sandbox sets, is dropped so the instance's default applies).
+    let mut c = sb.cmd(&["--instance", "no-such-instance-7f3a", "check"]);
+    c.env_remove("ONEIRIC_CONFIG");
+    let o = run_with_timeout(c, Duration::from_secs(60));
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/etc/oneiric/no-such-instance-7f3a"),
+        "{}",
+        stderr(&o)
+    );
+    // The control socket the CLI looks for is the instance's: `reload` needs the service.
+    let mut c = sb.cmd(&["--instance", "staging", "reload"]);
+    c.env_remove("ONEIRIC_RUNTIME_DIR");
+    let o = run_with_timeout(c, Duration::from_secs(60));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no running service at /run/oneiric/staging/control.sock"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use super::{CliError, CliResult, Ctx, Exit};
 use crate::config;
-use crate::engine::SettingsSource;
 use crate::manifest::{self, signature};
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +180,7 @@ pub fn run(ctx: &Ctx, cmd: ManifestCommand) -> CliResult {
             let m = manifest::from_document(&doc, &origin)
                 .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?;
             let remote = if trusted_keys.is_empty() {
-                let source = SettingsSource::resolve(ctx.global.config.as_deref(), &ctx.env);
+                let source = ctx.settings_source();
                 crate::engine::load_settings(&source, &ctx.env)
                     .map_err(|e| CliError::new(Exit::InvalidConfig, e.to_string()))?
                     .settings

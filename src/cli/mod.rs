@@ -18,6 +18,7 @@ use crate::config::Env;
 use crate::domain::Domain;
 use crate::engine::{Dirs, LoadRequest, ManifestSource, Overrides, SettingsSource};
 use crate::errors::HasExit;
+use crate::instance::Instance;
 
 pub use crate::exit::Exit;
 
@@ -70,6 +71,11 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
+    /// Named instance (oneiric@NAME.service): its settings, state, cache and runtime
+    /// directories are /etc/oneiric/NAME, /var/lib/oneiric/NAME, ... unless given below
+    /// [env: ONEIRIC_INSTANCE; default: the default instance]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub instance: Option<String>,
     /// Settings directory or merged settings file [env: ONEIRIC_CONFIG; default: /etc/oneiric]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -239,13 +245,14 @@ pub struct OrchestrateArgs {
 pub struct Ctx {
     pub global: Global,
     pub env: Env,
+    pub instance: Option<Instance>,
     pub dirs: Dirs,
 }
 
 impl Ctx {
     pub fn request(&self, overrides: Overrides) -> LoadRequest {
         LoadRequest {
-            config: SettingsSource::resolve(self.global.config.as_deref(), &self.env),
+            config: self.settings_source(),
             manifests: self
                 .global
                 .manifests
@@ -259,6 +266,14 @@ impl Ctx {
             },
             dirs: self.dirs.clone(),
         }
+    }
+
+    pub fn settings_source(&self) -> SettingsSource {
+        SettingsSource::resolve(
+            self.global.config.as_deref(),
+            self.instance.as_ref(),
+            &self.env,
+        )
     }
 
     /// Prints data as JSON or with the given human renderer.
@@ -293,15 +308,25 @@ pub fn main() -> ExitCode {
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
     );
+    let instance = match crate::instance::resolve(cli.global.instance.as_deref(), &env) {
+        Ok(i) => i,
+        Err(e) => {
+            let e = CliError::from(e);
+            eprintln!("oneiric: {}", e.message);
+            return ExitCode::from(e.exit);
+        }
+    };
     let dirs = Dirs::resolve(
         cli.global.state_dir.as_deref(),
         cli.global.cache_dir.as_deref(),
         cli.global.runtime_dir.as_deref(),
+        instance.as_ref(),
         &env,
     );
     let ctx = Ctx {
         global: cli.global,
         env,
+        instance,
         dirs,
     };
     let result = run(&ctx, cli.command);

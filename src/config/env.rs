@@ -18,6 +18,7 @@ pub struct Env {
 /// `__` is reported, so a typo does not pass silently.
 pub const KNOWN_PLAIN_VARS: &[&str] = &[
     "ONEIRIC_CONFIG",
+    "ONEIRIC_INSTANCE",
     "ONEIRIC_STACK_ORDER",
     "ONEIRIC_LOG_LEVEL",
     "ONEIRIC_LOG_FORMAT",

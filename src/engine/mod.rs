@@ -13,6 +13,7 @@ pub use settings::{LoadedSettings, SettingsSource, json_error, load_settings, ya
 
 use crate::config::{self, ConfigError, Env};
 use crate::domain::Domain;
+use crate::instance::Instance;
 use crate::manifest::signature::{TrustPolicy, Verdict};
 use crate::manifest::{self, Manifest, ManifestError, Skipped};
 use crate::resolver::{Pins, Registry, SelectionOrigin, Snapshot};
@@ -42,7 +43,7 @@ impl From<crate::remote::CacheError> for LoadError {
 }
 
 /// The service's directories, each from flag, `ONEIRIC_*`, systemd's `*_DIRECTORY`, or the
-/// packaged default, in that order.
+/// packaged default (for a named instance, the instance's directory under it), in that order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dirs {
     pub state: PathBuf,
@@ -55,6 +56,7 @@ impl Dirs {
         state: Option<&Path>,
         cache: Option<&Path>,
         runtime: Option<&Path>,
+        instance: Option<&Instance>,
         env: &Env,
     ) -> Self {
         // systemd may pass several colon-separated directories; ours is the first.
@@ -66,7 +68,10 @@ impl Dirs {
                         .and_then(|v| v.split(':').next())
                         .map(PathBuf::from)
                 })
-                .unwrap_or_else(|| PathBuf::from(default))
+                .unwrap_or_else(|| match instance {
+                    Some(i) => i.under(default),
+                    None => PathBuf::from(default),
+                })
         };
         Self {
             state: pick(
@@ -582,4 +587,32 @@ pub fn cache_dir(req: &LoadRequest, loaded: &LoadedSettings) -> PathBuf {
         .cache_dir
         .clone()
         .unwrap_or_else(|| req.dirs.cache.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_instance_nests_its_directories_unless_told_otherwise() {
+        let staging = Instance::parse("staging", "test").unwrap();
+        let d = Dirs::resolve(None, None, None, Some(&staging), &Env::default());
+        assert_eq!(d.state, Path::new("/var/lib/oneiric/staging"));
+        assert_eq!(d.cache, Path::new("/var/cache/oneiric/staging"));
+        assert_eq!(
+            d.control_socket(),
+            Path::new("/run/oneiric/staging/control.sock")
+        );
+        // systemd's StateDirectory=oneiric/%i says the same; an explicit one still wins.
+        let env = Env::from_pairs([
+            ("STATE_DIRECTORY", "/var/lib/oneiric/staging"),
+            ("ONEIRIC_CACHE_DIR", "/srv/cache"),
+        ]);
+        let d = Dirs::resolve(None, None, Some(Path::new("/r")), Some(&staging), &env);
+        assert_eq!(d.state, Path::new("/var/lib/oneiric/staging"));
+        assert_eq!(d.cache, Path::new("/srv/cache"));
+        assert_eq!(d.runtime, Path::new("/r"));
+        let d = Dirs::resolve(None, None, None, None, &Env::default());
+        assert_eq!(d.state, Path::new("/var/lib/oneiric"));
+    }
 }

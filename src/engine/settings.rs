@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::env::{self, Env};
+use crate::instance::Instance;
 use crate::config::{
     AppSettings, ConfigError, DomainSettings, HttpSettings, LifecycleSettings, LoggingSettings,
     RemoteSettings, Settings, StackOrder,
@@ -25,8 +26,10 @@ pub struct SettingsSource {
 }
 
 impl SettingsSource {
-    /// `--config` beats `ONEIRIC_CONFIG` beats `/etc/oneiric`.
-    pub fn resolve(flag: Option<&Path>, env: &Env) -> Self {
+    /// `--config` beats `ONEIRIC_CONFIG` beats `/etc/oneiric` (a named instance's
+    /// `/etc/oneiric/NAME`, which must exist: an instance without settings is a mistake, not
+    /// a request for the built-in defaults).
+    pub fn resolve(flag: Option<&Path>, instance: Option<&Instance>, env: &Env) -> Self {
         match (flag, env.get("ONEIRIC_CONFIG")) {
             (Some(p), _) => Self {
                 path: p.to_path_buf(),
@@ -36,9 +39,15 @@ impl SettingsSource {
                 path: PathBuf::from(p),
                 explicit: true,
             },
-            (None, None) => Self {
-                path: PathBuf::from(DEFAULT_CONFIG),
-                explicit: false,
+            (None, None) => match instance {
+                Some(i) => Self {
+                    path: i.under(DEFAULT_CONFIG),
+                    explicit: true,
+                },
+                None => Self {
+                    path: PathBuf::from(DEFAULT_CONFIG),
+                    explicit: false,
+                },
             },
         }
     }
@@ -434,5 +443,22 @@ environment: *n
             ..s
         };
         assert!(load_settings(&s, &Env::default()).is_err());
+    }
+
+    #[test]
+    fn a_named_instance_reads_its_own_directory_which_must_exist() {
+        let staging = Instance::parse("staging", "test").unwrap();
+        let s = SettingsSource::resolve(None, Some(&staging), &Env::default());
+        assert_eq!(s.path, PathBuf::from("/etc/oneiric/staging"));
+        assert!(s.explicit);
+        let env = Env::from_pairs([("ONEIRIC_CONFIG", "/srv/o")]);
+        assert_eq!(
+            SettingsSource::resolve(None, Some(&staging), &env).path,
+            PathBuf::from("/srv/o")
+        );
+        assert_eq!(
+            SettingsSource::resolve(Some(Path::new("/x")), Some(&staging), &env).path,
+            PathBuf::from("/x")
+        );
     }
 }
