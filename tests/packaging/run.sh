@@ -152,7 +152,9 @@ done
 sa_verify() {
 	local out
 	# --man=no: Documentation= pages are checked against the package below.
-	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service oneiric.socket 2>&1) || { echo "$out"; return 1; }
+	# oneiric@vmtest.*: an instance of each template, as `systemctl start oneiric@NAME` loads it.
+	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service oneiric.socket \
+		oneiric@vmtest.service oneiric@vmtest.socket 2>&1) || { echo "$out"; return 1; }
 	# Any output (unknown key, bad value, missing binary) is a finding.
 	[ -z "$out" ] || { echo "$out"; return 1; }
 }
@@ -324,6 +326,9 @@ t_check apparmor-profile aa_check
 SAME_FILES="packaging/oneiric.service|usr/lib/systemd/system/oneiric.service
 packaging/oneiric.socket|usr/lib/systemd/system/oneiric.socket
 packaging/oneiric.service.d/journald.conf|usr/lib/systemd/system/oneiric.service.d/journald.conf
+packaging/oneiric@.service|usr/lib/systemd/system/oneiric@.service
+packaging/oneiric@.socket|usr/lib/systemd/system/oneiric@.socket
+packaging/oneiric.service.d/journald.conf|usr/lib/systemd/system/oneiric@.service.d/journald.conf
 packaging/oneiric.sysusers|usr/lib/sysusers.d/oneiric.conf
 packaging/oneiric.tmpfiles|usr/lib/tmpfiles.d/oneiric.conf
 apparmor/usr.bin.oneiric|etc/apparmor.d/usr.bin.oneiric
@@ -349,6 +354,9 @@ identical() {
 }
 t_check identical-deb identical "$DEBROOT"
 t_check identical-rpm identical "$RPMROOT"
+# The instance templates are derived from the one unit and socket (packaging/instance-units.sh):
+# a template that is stale, or a rule whose line the unit no longer has, fails here.
+t_check instance-templates-derived sh packaging/instance-units.sh --check
 
 # --- .deb file list, modes, owners, conffiles, scripts -------------------------
 # Expected: "mode owner path" for every regular file except man pages (checked
@@ -357,6 +365,9 @@ DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service.d/journald.conf
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.socket
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.service
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.service.d/journald.conf
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.socket
 -rw-r--r-- root/root ./usr/lib/sysusers.d/oneiric.conf
 -rw-r--r-- root/root ./usr/lib/tmpfiles.d/oneiric.conf
 -rw-r----- root/root ./etc/oneiric/app.yml
@@ -459,6 +470,9 @@ RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service.d/journald.conf
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.socket
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.service
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.service.d/journald.conf
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.socket
 0100644 root root 0 0 /usr/lib/sysusers.d/oneiric.conf
 0100644 root root 0 0 /usr/lib/tmpfiles.d/oneiric.conf
 0100640 root oneiric 1 0 /etc/oneiric/app.yml
