@@ -78,15 +78,23 @@ rustPlatform.buildRustPackage {
       install -Dm644 packaging/oneiric.service $out/lib/systemd/system/oneiric.service
       install -Dm644 packaging/oneiric.socket $out/lib/systemd/system/oneiric.socket
       install -Dm644 -t $out/lib/systemd/system/oneiric.service.d packaging/oneiric.service.d/*.conf
+      # The instance templates (oneiric@NAME; derived from the two above by
+      # packaging/instance-units.sh). The module runs the default instance only: see its README.
+      install -Dm644 packaging/oneiric@.service $out/lib/systemd/system/oneiric@.service
+      install -Dm644 packaging/oneiric@.socket $out/lib/systemd/system/oneiric@.socket
+      install -Dm644 -t $out/lib/systemd/system/oneiric@.service.d packaging/oneiric.service.d/*.conf
       install -Dm644 packaging/oneiric.sysusers $out/lib/sysusers.d/oneiric.conf
       install -Dm644 packaging/oneiric.tmpfiles $out/lib/tmpfiles.d/oneiric.conf
-      substituteInPlace $out/lib/systemd/system/oneiric.service \
-        --replace-fail /usr/bin/oneiric $out/bin/oneiric
+      for u in oneiric.service oneiric@.service; do
+        substituteInPlace $out/lib/systemd/system/$u --replace-fail /usr/bin/oneiric $out/bin/oneiric
+      done
       # The unit's `#systemd>=N Directive=value` lines, which the .deb/.rpm scripts write into
       # oneiric.service.d/50-systemd-N.conf where systemd is N or newer: nixpkgs' systemd is.
       for n in $(sed -n 's/^#systemd>=\([0-9][0-9]*\) .*/\1/p' packaging/oneiric.service | sort -u); do
-        { echo "[Service]"; sed -n "s/^#systemd>=$n //p" packaging/oneiric.service; } \
-          >$out/lib/systemd/system/oneiric.service.d/50-systemd-$n.conf
+        for d in oneiric.service.d oneiric@.service.d; do
+          { echo "[Service]"; sed -n "s/^#systemd>=$n //p" packaging/oneiric.service; } \
+            >$out/lib/systemd/system/$d/50-systemd-$n.conf
+        done
       done
 
       # Defaults and examples, for reference (the NixOS module renders its own /etc/oneiric).
