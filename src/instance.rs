@@ -103,10 +103,7 @@ mod tests {
     #[test]
     fn the_flag_beats_the_environment() {
         let env = Env::from_pairs([(ENV_VAR, "staging")]);
-        assert_eq!(
-            resolve(Some("prod"), &env).unwrap().unwrap().name(),
-            "prod"
-        );
+        assert_eq!(resolve(Some("prod"), &env).unwrap().unwrap().name(), "prod");
         assert_eq!(resolve(None, &env).unwrap().unwrap().name(), "staging");
         assert_eq!(resolve(None, &Env::default()).unwrap(), None);
         assert_eq!(

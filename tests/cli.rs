@@ -524,7 +524,11 @@ fn instance_names_are_checked_and_name_the_directories() {
     // A name that would leave /etc/oneiric: a usage error that says where it came from.
     let o = sb.run(&["--instance", "../etc", "list"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(stderr(&o).contains("\"../etc\" (--instance)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"../etc\" (--instance)"),
+        "{}",
+        stderr(&o)
+    );
     let mut c = sb.cmd(&["list"]);
     c.env("ONEIRIC_INSTANCE", "a/b");
     let o = run_with_timeout(c, Duration::from_secs(60));

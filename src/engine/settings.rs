@@ -6,11 +6,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::env::{self, Env};
-use crate::instance::Instance;
 use crate::config::{
     AppSettings, ConfigError, DomainSettings, HttpSettings, LifecycleSettings, LoggingSettings,
     RemoteSettings, Settings, StackOrder,
 };
+use crate::instance::Instance;
 
 /// Settings files are small; anything bigger is a mistake (or an attack).
 const MAX_SETTINGS_BYTES: u64 = 4 * 1024 * 1024;
