@@ -446,25 +446,26 @@ printf '[Service]\nProtectHostname=private\nSystemCallFilter=\nSystemCallFilter=
 # ... and `#systemd>=N` lines: one this systemd has (applied), one it has not (left out).
 sed -i 's/^\(\[Service\]\)$/\1\n#systemd>=250 RestrictFileSystems=~@network\n#systemd>=9999 NoSuchDirective=yes/' \
 	"$work/repo/packaging/oneiric.service"
-if ! unit_drift "$work/repo/packaging" x86_64-linux:module default oneiric.service; then
-	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
-elif unit_drift "$tree/packaging" x86_64-linux:module default oneiric.service; then
-	t_fail "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines" "the edited unit still compared equal to the original"
-else
-	t_pass "module follows an edit of packaging/oneiric.service, a new drop-in and #systemd>=N lines (RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset, #systemd>=250 applied, #systemd>=9999 not)"
-fi
+# follows_edit UNIT WHAT DETAIL: the module's unit matches the edited packaging/UNIT (in
+# $work/repo) and no longer matches the original one.
+follows_edit() {
+	name="module follows an edit of packaging/$1 and $2"
+	if ! unit_drift "$work/repo/packaging" x86_64-linux:module default "$1"; then
+		t_fail "$name" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
+	elif unit_drift "$tree/packaging" x86_64-linux:module default "$1"; then
+		t_fail "$name" "the edited $1 still compared equal to the original"
+	else
+		t_pass "$name ($3)"
+	fi
+}
+follows_edit oneiric.service "a new drop-in and #systemd>=N lines" \
+	"RestartSec=7s, TasksMax=64, ProtectHostname=private, SystemCallFilter reset, #systemd>=250 applied, #systemd>=9999 not"
 # The socket: a value changed, a directive added in a second [Socket] section, and a drop-in.
 sed -i 's/^\(Backlog\)=.*/\1=128/' "$work/repo/packaging/oneiric.socket"
 printf '\n[Socket]\nKeepAlive=yes\n' >>"$work/repo/packaging/oneiric.socket"
 mkdir -p "$work/repo/packaging/oneiric.socket.d"
 printf '[Socket]\nReusePort=yes\n' >"$work/repo/packaging/oneiric.socket.d/zz-run-sh-test.conf"
-if ! unit_drift "$work/repo/packaging" x86_64-linux:module default oneiric.socket; then
-	t_fail "module follows an edit of packaging/oneiric.socket and a new drop-in" "$(head -n 4 "$tmp/drift" "$tmp/err" | tr '\n' ' ')"
-elif unit_drift "$tree/packaging" x86_64-linux:module default oneiric.socket; then
-	t_fail "module follows an edit of packaging/oneiric.socket and a new drop-in" "the edited socket still compared equal to the original"
-else
-	t_pass "module follows an edit of packaging/oneiric.socket and a new drop-in (Backlog=128, KeepAlive=yes, ReusePort=yes from oneiric.socket.d/)"
-fi
+follows_edit oneiric.socket "a new drop-in" "Backlog=128, KeepAlive=yes, ReusePort=yes from oneiric.socket.d/"
 # Packaging that disagrees with itself (the socket's port is not the unit's
 # PROMETHEUS_METRICS_PORT) is reported, not followed: the module's socket takes the settings'.
 sed -i "s/^ListenStream=$http_listen_re\$/ListenStream=${http_listen%:*}:9999/" "$work/repo/packaging/oneiric.socket"
