@@ -26,6 +26,17 @@ pub enum ReadError {
     NotUtf8 { offset: usize },
 }
 
+/// Why a file of the service's own directories was not read ([`read_own_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OwnReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{size} bytes is more than the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("{what}, not a regular file")]
+    NotRegular { what: &'static str },
+}
+
 /// Reads a text file with a size limit, reporting non-UTF-8 content by offset.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
     use std::io::Read;
@@ -43,20 +54,38 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] for content written in pieces (a large document serialised straight to
+/// the file, never whole in memory). The temporary name is random and created exclusively
+/// without following a symlink: whoever else can write the directory cannot make this write
+/// land anywhere but in a file it creates.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}.tmp.{:016x}", fastrand::u64(..)));
+    let mut created = false;
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        created = true;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+        fill(&mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         drop(f);
         match_dir_owner(&tmp)?;
@@ -64,10 +93,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         // The rename is durable only once the directory entry is.
         File::open(dir)?.sync_all()
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads a file the service wrote into one of its own directories, as bytes: not through a
+/// symlink, never blocking on a FIFO or device put in its place, only a regular file, and at
+/// most `limit` bytes.
+pub fn read_own_file(path: &Path, limit: u64) -> Result<Vec<u8>, OwnReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "a special file"
+        };
+        return Err(OwnReadError::NotRegular { what });
+    }
+    if meta.len() > limit {
+        return Err(OwnReadError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(OwnReadError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 /// When root (an admin running the CLI offline) creates a file in the service's directories,
@@ -137,6 +205,38 @@ mod tests {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
         assert!(check_writable(d.path()).is_ok());
         assert!(check_writable(&d.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn own_files_are_read_only_when_regular_and_not_through_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        write_atomic_with(&p, 0o640, |w| w.write_all(b"abc")).unwrap();
+        assert_eq!(read_own_file(&p, 3).unwrap(), b"abc");
+        assert!(matches!(
+            read_own_file(&p, 2),
+            Err(OwnReadError::TooLarge { size: 3, limit: 2 })
+        ));
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(matches!(read_own_file(&link, 10), Err(OwnReadError::Io(_))));
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            read_own_file(&fifo, 10),
+            Err(OwnReadError::NotRegular { what: "a FIFO" })
+        ));
+        // A symlink planted at a temporary name cannot be written through: the name is
+        // random and created exclusively.
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        for _ in 0..3 {
+            write_atomic(&p, b"new", 0o640).unwrap();
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(&p).unwrap(), b"new");
     }
 
     #[test]

@@ -316,6 +316,7 @@ mod tests {
             warnings: Vec::new(),
             demo: false,
             unavailable: Vec::new(),
+            restored_from: None,
             generation: 1,
             loaded_at: std::time::SystemTime::now(),
         };

@@ -24,6 +24,7 @@ pub mod instance;
 pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
+pub mod persisted;
 pub mod probe;
 pub mod remote;
 pub mod resolver;

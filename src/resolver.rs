@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Settings, StackOrder};
 use crate::domain::Domain;
 use crate::manifest::{Entry, HealthCheck, Manifest};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Declared in the local settings (`candidates:` of a domain section).
@@ -28,7 +28,7 @@ pub enum Source {
 }
 
 /// Where an effective priority came from, so `explain` can say it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "from", content = "layer", rename_all = "snake_case")]
 pub enum PriorityOrigin {
     Explicit,
@@ -39,7 +39,7 @@ pub enum PriorityOrigin {
 /// Selection overrides (settings selections, operator pins): `(domain, key)` → (provider, origin).
 pub type Pins = HashMap<(Domain, String), (String, SelectionOrigin)>;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Candidate {
     pub domain: Domain,
     pub key: String,
@@ -58,7 +58,7 @@ pub struct Candidate {
     pub seq: u64,
     pub health: Option<HealthCheck>,
     pub version: Option<String>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
 }
 
@@ -201,9 +201,20 @@ impl Registry {
         self,
         selections: &HashMap<(Domain, String), (String, SelectionOrigin)>,
     ) -> Snapshot {
+        Snapshot::from_registered(self.candidates, selections)
+    }
+}
+
+impl Snapshot {
+    /// A snapshot of candidates that already carry their registration order (`seq`): what
+    /// [`Registry::build`] freezes, and what a persisted snapshot is rebuilt from.
+    pub fn from_registered(
+        candidates: Vec<Candidate>,
+        selections: &HashMap<(Domain, String), (String, SelectionOrigin)>,
+    ) -> Snapshot {
         let mut keys: [HashMap<String, KeyEntry>; 6] = Default::default();
-        let total = self.candidates.len();
-        for c in self.candidates {
+        let total = candidates.len();
+        for c in candidates {
             let slot = &mut keys[c.domain as usize];
             // The key is copied once per key, not once per candidate.
             match slot.get_mut(c.key.as_str()) {
@@ -365,6 +376,18 @@ impl Snapshot {
 
     pub fn candidate_count(&self) -> usize {
         self.candidates
+    }
+
+    /// Every candidate in registration order: what [`Snapshot::from_registered`] takes back.
+    pub fn candidates_in_order(&self) -> Vec<&Candidate> {
+        let mut all: Vec<&Candidate> = self
+            .keys
+            .iter()
+            .flat_map(|m| m.values())
+            .flat_map(|e| e.ranked.iter().map(|c| c.as_ref()))
+            .collect();
+        all.sort_unstable_by_key(|c| c.seq);
+        all
     }
 
     pub fn key_count(&self) -> usize {

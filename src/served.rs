@@ -23,6 +23,9 @@ pub struct Served {
     pub demo: bool,
     /// Remote manifests with no copy yet (left out of the first load).
     pub unavailable: Vec<crate::engine::Unavailable>,
+    /// Set while serving the state an earlier process saved (the `persisted` module), until this
+    /// process's first load replaces it: when it was saved (Unix seconds).
+    pub restored_from: Option<u64>,
     /// Strictly increasing: every published state has a number of its own.
     pub generation: u64,
     pub loaded_at: SystemTime,
@@ -49,18 +52,20 @@ impl Served {
         }
         let list: Vec<String> = expired
             .iter()
-            .map(|(o, t)| {
-                let at = time::OffsetDateTime::from_unix_timestamp(*t)
-                    .map(crate::text::fmt_time)
-                    .unwrap_or_else(|_| t.to_string());
-                format!("{} expired at {at}", crate::text::redact_url(o))
-            })
+            .map(|(o, t)| format!("{} expired at {}", crate::text::redact_url(o), fmt_unix(*t)))
             .collect();
         Some(format!(
             "manifest EXPIRED, not refreshed: {}",
             list.join(", ")
         ))
     }
+}
+
+/// RFC 3339 for Unix seconds (the number itself when out of range).
+fn fmt_unix(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(crate::text::fmt_time)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Unix time with sub-second precision, for fetch scheduling.
@@ -206,6 +211,12 @@ impl View {
         for u in &served.unavailable {
             line.push_str(&format!("; NOT YET FETCHED: {u}"));
         }
+        if let Some(at) = served.restored_from {
+            line.push_str(&format!(
+                "; restored from the state saved at {}, first load running",
+                fmt_unix(i64::try_from(at).unwrap_or(i64::MAX))
+            ));
+        }
         if let Some(expired) = served.expired_line(unix_now_i64()) {
             line.push_str("; ");
             line.push_str(&expired);
@@ -249,6 +260,7 @@ impl View {
             "warnings": served.warnings,
             "unavailable": served.unavailable,
             "demo": served.demo,
+            "restored_from_unix": served.restored_from,
             "last_reload": self.last_reload().as_deref(),
             "status": self.status_line(),
         })

@@ -721,3 +721,139 @@ fn own_listeners_go_to_the_fd_store_and_come_back_after_a_restart() {
     assert_eq!(l.local_addr().unwrap().port(), moved);
     stop(&mut third);
 }
+
+/// A service process killed when a failed assertion unwinds past it (a survivor would hold
+/// the port, and the build lock a test runner may hold).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How many starts so far answered from a saved state.
+fn restores(sb: &Sandbox) -> usize {
+    std::fs::read_to_string(sb.path("service.log"))
+        .unwrap_or_default()
+        .matches("answering from the state saved at")
+        .count()
+}
+
+/// Connects as soon as the port listens and asks once: the answer and whether the service
+/// had sent READY=1 by then.
+fn first_answer(port: u16, path: &str, notify: &Notify, readies_before: usize) -> (String, bool) {
+    let mut queued = None;
+    assert!(
+        poll_until(Duration::from_secs(20), || {
+            queued = std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+            queued.is_some()
+        }),
+        "port {port} never listened"
+    );
+    drop(queued);
+    let answer = read_answer(queue_request(port, path));
+    (answer, notify.count("READY=1") > readies_before)
+}
+
+#[test]
+fn a_restart_answers_from_the_saved_state_before_its_first_load() {
+    let sb = Sandbox::new();
+    // Probes hang for their whole timeout (a peer that never answers), and adapter/queue's
+    // never succeeds, so every first load takes at least that long.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let manifest = |provider: &str| {
+        format!(
+            "source: t\nentries:\n  - {{domain: adapter, key: cache, provider: {provider}, factory: f, priority: 5, health: {{http: \"http://127.0.0.1:{silent_port}/\", timeout_seconds: 3}}}}\n  - {{domain: adapter, key: cache, provider: fallback, factory: f, health: {{http: \"http://127.0.0.1:{silent_port}/f\", timeout_seconds: 3}}}}\n  - {{domain: adapter, key: queue, provider: nats, factory: f, health: {{http: \"http://127.0.0.1:{silent_port}/q\", timeout_seconds: 3}}}}\n"
+        )
+    };
+    sb.write("etc/manifest.yaml", &manifest("redis"));
+    let notify = Notify::new(sb.dir.path());
+    let port = free_port();
+    let port_arg = port.to_string();
+    let args = ["--http-port", port_arg.as_str(), "--refresh-interval", "60"];
+    let saved = sb.path("state/served_snapshot.json");
+
+    // No saved state yet: the first answer comes with the first load.
+    let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
+    let (answer, _) = first_answer(port, "/v1/resolve/adapter/cache", &notify, 0);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"redis\""),
+        "{answer}"
+    );
+    assert_eq!(restores(&sb), 0, "restored without a saved state");
+    assert!(poll_until(Duration::from_secs(10), || saved.exists()));
+    stop(&mut svc.0);
+
+    // Restarted with nothing changed: answered from the saved state while the first load
+    // still waits on the probe, and /v1/status says so.
+    let readies = notify.count("READY=1");
+    let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
+    let (answer, ready) = first_answer(port, "/v1/resolve/adapter/cache", &notify, readies);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"redis\""),
+        "{answer}"
+    );
+    assert!(!ready, "the answer waited for the first load: {answer}");
+    let (_, status) = http(port, "GET", "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["restored_from_unix"].is_u64(), "{status}");
+    assert!(
+        status["status"]
+            .as_str()
+            .unwrap()
+            .contains("restored from the state saved at"),
+        "{status}"
+    );
+    assert!(notify.wait_for("READY=1", readies + 1, Duration::from_secs(20)));
+    let (_, status) = http(port, "GET", "/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["restored_from_unix"].is_null(), "{status}");
+    stop(&mut svc.0);
+
+    // An operator pin made while the service was down holds in the restored answer: the
+    // saved state has candidates, not winners.
+    let o = sb.run(&["swap", "adapter", "cache", "fallback", "--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let readies = notify.count("READY=1");
+    let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
+    let (answer, ready) = first_answer(port, "/v1/resolve/adapter/cache", &notify, readies);
+    assert!(answer.contains("\"fallback\""), "{answer}");
+    assert!(!ready, "{answer}");
+    assert!(notify.wait_for("READY=1", readies + 1, Duration::from_secs(20)));
+    stop(&mut svc.0);
+    let o = sb.run(&["swap", "adapter", "cache", "--unpin"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // A manifest edited while it was down: the saved state is not served (it no longer says
+    // what the files say), and the log names the file.
+    sb.write("etc/manifest.yaml", &manifest("memcached"));
+    let readies = notify.count("READY=1");
+    let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
+    let (answer, _) = first_answer(port, "/v1/resolve/adapter/cache", &notify, readies);
+    assert!(answer.contains("\"memcached\""), "{answer}");
+    assert_eq!(
+        restores(&sb),
+        2,
+        "restored a state the files no longer describe"
+    );
+    assert!(wait_log(&sb, "not answering from the saved state", 1));
+    assert!(wait_log(
+        &sb,
+        "manifest.yaml: changed since it was saved",
+        1
+    ));
+    stop(&mut svc.0);
+
+    // A damaged file is reported with its place and the service starts as without one.
+    std::fs::write(&saved, "{\"format\":1,").unwrap();
+    let readies = notify.count("READY=1");
+    let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
+    let (answer, _) = first_answer(port, "/v1/resolve/adapter/cache", &notify, readies);
+    assert!(answer.contains("\"memcached\""), "{answer}");
+    assert!(wait_log(&sb, "served_snapshot.json:1:", 1));
+    stop(&mut svc.0);
+    drop(silent);
+}

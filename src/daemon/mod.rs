@@ -2,6 +2,7 @@
 //!
 //! - [`owner`]: the one owner of the served state; every change is a transition there.
 //! - [`reload`]: the reload pipeline (startup is the first reload), and the refresh timer's work.
+//! - [`restore`]: answering from the state an earlier process saved, and saving each new one.
 //! - [`sync`]: fetching remote manifests into the cache before a load.
 //! - [`run`]: process setup (logging, runtime, listeners) and the main loop.
 //! - [`control_server`]: the control socket's requests, answered through the owner.
@@ -11,6 +12,7 @@ mod control_server;
 pub mod notify;
 pub mod owner;
 mod reload;
+mod restore;
 mod run;
 mod sync;
 
@@ -53,4 +55,6 @@ pub struct Service {
     /// Loads published so far, so that only the last of a burst releases memory.
     loads_published: AtomicU64,
     started: Instant,
+    /// The generation of each state a reload installed, for the saver (`restore`).
+    installed: tokio::sync::watch::Sender<u64>,
 }

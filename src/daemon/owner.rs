@@ -49,6 +49,8 @@ pub struct Next {
     pub warnings: Vec<String>,
     pub demo: bool,
     pub unavailable: Vec<crate::engine::Unavailable>,
+    /// When the state an earlier process saved was saved, if this is it.
+    pub restored_from: Option<u64>,
 }
 
 impl Next {
@@ -65,6 +67,7 @@ impl Next {
             warnings: current.warnings.clone(),
             demo: current.demo,
             unavailable: current.unavailable.clone(),
+            restored_from: current.restored_from,
         }
     }
 }
@@ -78,6 +81,7 @@ impl From<World> for Next {
             warnings: w.warnings,
             demo: w.demo,
             unavailable: w.unavailable,
+            restored_from: None,
         }
     }
 }
@@ -116,6 +120,7 @@ impl StateOwner {
             warnings: initial.warnings,
             demo: initial.demo,
             unavailable: initial.unavailable,
+            restored_from: initial.restored_from,
             generation: 0,
             loaded_at: SystemTime::now(),
         };
@@ -236,6 +241,7 @@ impl StateOwner {
             warnings: next.warnings,
             demo: next.demo,
             unavailable: next.unavailable,
+            restored_from: next.restored_from,
             generation,
             loaded_at: SystemTime::now(),
         }));
@@ -244,6 +250,12 @@ impl StateOwner {
         if Arc::strong_count(&previous) == 1 && tokio::runtime::Handle::try_current().is_ok() {
             tokio::task::spawn_blocking(move || drop(previous));
         }
+    }
+
+    /// Publishes the state an earlier process saved, before this one's first load. It is a
+    /// transition like any other: the first load then installs over it.
+    pub async fn restore(&self, next: Next) {
+        self.transition(|_, _| (Some(next), ())).await
     }
 
     /// Operator pins and their version, for a load about to start.

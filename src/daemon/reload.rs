@@ -242,6 +242,7 @@ impl Service {
                 .sum::<usize>(),
         );
         let installed = self.owner.install(world, pins_version, probed).await;
+        let _ = self.installed.send(installed.generation);
         let cut = if installed.cut > 0 {
             format!(
                 ", {} probe(s) cut by the deadline (previous bindings kept)",

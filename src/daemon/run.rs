@@ -311,6 +311,7 @@ async fn serve_inner(
         warnings: Vec::new(),
         demo: false,
         unavailable: Vec::new(),
+        restored_from: None,
     };
     let owner = StateOwner::new(
         dirs.state.clone(),
@@ -339,6 +340,7 @@ async fn serve_inner(
         refreshing: false,
     };
     let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let (installed_tx, installed_rx) = tokio::sync::watch::channel(0);
     let service = Arc::new(Service {
         owner,
         view: view.clone(),
@@ -347,49 +349,41 @@ async fn serve_inner(
         reload_started: AtomicU64::new(0),
         loads_published: AtomicU64::new(0),
         started: Instant::now(),
+        installed: installed_tx,
     });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let control_path = listeners.control_path.clone();
+    // With a saved state that still applies, clients are answered from it while the first
+    // load runs (READY=1 still waits for the load); without one, after the load.
+    let restored = super::restore::restore(&service, &settings).await;
+    let mut pending = Some(listeners);
+    let mut servers = None;
+    if restored.is_some() {
+        if let Some(l) = pending.take() {
+            servers = Some(start_servers(l, &service, &stop_rx)?);
+        }
+        service.owner.set_ready(true);
+        notify::status(&view.status_line());
+    }
+    let saver = super::restore::spawn_saver(&service, installed_rx, restored.is_some());
 
     // The first load: remote manifests fetched first; with the server down the cached copy
     // is served (and says how old it is).
-    service
-        .reload(Trigger::Startup, Some(settings))
-        .await
-        .map_err(StartError::Load)?;
+    if let Err(e) = service.reload(Trigger::Startup, Some(settings)).await {
+        if restored.is_some() {
+            // What it described no longer loads: the next start must not answer from it.
+            crate::persisted::remove(&service.req.dirs.state);
+        }
+        return Err(StartError::Load(e));
+    }
     // The startup fetches' next slots are known (and in the metrics) by the time it is ready.
     timer.drain(&mut reports, service.owner.metrics());
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    let http_addr = match listeners.http {
-        Some(std_listener) => {
-            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
-                StartError::Listen {
-                    addr: "inherited".into(),
-                    source,
-                }
-            })?;
-            let local = listener.local_addr().ok();
-            tasks.push(tokio::spawn(crate::http::serve(
-                listener,
-                view.clone(),
-                stop_rx.clone(),
-            )));
-            local
-        }
-        None => None,
+    let (tasks, http_addr) = match (servers, pending.take()) {
+        (Some(s), _) => s,
+        (None, Some(l)) => start_servers(l, &service, &stop_rx)?,
+        (None, None) => (Vec::new(), None),
     };
-    let control = tokio::net::UnixListener::from_std(listeners.control).map_err(|source| {
-        StartError::Control(crate::control::BindError::Socket {
-            path: listeners.control_path.display().to_string(),
-            source,
-        })
-    })?;
-    tasks.push(tokio::spawn(control_server::serve(
-        control,
-        Arc::clone(&service),
-        stop_rx.clone(),
-    )));
-
     service.owner.set_ready(true);
     let status = view.status_line();
     notify::ready(&status);
@@ -398,12 +392,12 @@ async fn serve_inner(
             oneiric_event = "ready",
             "ready: {status}; HTTP on http://{a} ({}); control socket {}; {banner}",
             crate::http::Route::PATTERNS.join(", "),
-            listeners.control_path.display(),
+            control_path.display(),
         ),
         None => tracing::info!(
             oneiric_event = "ready",
             "ready: {status}; HTTP disabled; control socket {}; {banner}",
-            listeners.control_path.display()
+            control_path.display()
         ),
     }
 
@@ -501,6 +495,8 @@ async fn serve_inner(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    // A write in flight finishes on its blocking thread (the file is replaced whole or not).
+    saver.abort();
     // A reload in flight finishes or is abandoned; state on disk is always whole.
     let _ = tokio::time::timeout(Duration::from_secs(5), service.pipeline.lock()).await;
     if let Err(e) = service.owner.save().await {
@@ -508,6 +504,52 @@ async fn serve_inner(
     }
     tracing::info!(oneiric_event = "stopped", "stopped");
     Ok(())
+}
+
+/// Starts answering on the listeners: HTTP (when enabled) and the control socket. Returns
+/// their tasks and the HTTP address.
+fn start_servers(
+    listeners: Listeners,
+    service: &Arc<Service>,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> Result<
+    (
+        Vec<tokio::task::JoinHandle<()>>,
+        Option<std::net::SocketAddr>,
+    ),
+    StartError,
+> {
+    let mut tasks = Vec::new();
+    let http_addr = match listeners.http {
+        Some(std_listener) => {
+            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+                StartError::Listen {
+                    addr: "inherited".into(),
+                    source,
+                }
+            })?;
+            let local = listener.local_addr().ok();
+            tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                service.view.clone(),
+                stop_rx.clone(),
+            )));
+            local
+        }
+        None => None,
+    };
+    let control = tokio::net::UnixListener::from_std(listeners.control).map_err(|source| {
+        StartError::Control(crate::control::BindError::Socket {
+            path: listeners.control_path.display().to_string(),
+            source,
+        })
+    })?;
+    tasks.push(tokio::spawn(control_server::serve(
+        control,
+        Arc::clone(service),
+        stop_rx.clone(),
+    )));
+    Ok((tasks, http_addr))
 }
 
 /// The main loop's refresh state: when each remote manifest is fetched next, and whether a

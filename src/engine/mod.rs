@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+mod restore;
 mod settings;
 
+pub use restore::{Stale, check_inputs, inputs_key};
 pub use settings::{LoadedSettings, SettingsSource, json_error, load_settings, yaml_error};
 
 use crate::config::{self, ConfigError, Env};
@@ -18,7 +20,9 @@ use crate::manifest::signature::{TrustPolicy, Verdict};
 use crate::manifest::{self, Manifest, ManifestError, Skipped};
 use crate::resolver::{Pins, Registry, SelectionOrigin, Snapshot};
 
-const DEMO_MANIFEST: &str = include_str!("demo-manifest.yaml");
+pub(crate) const DEMO_MANIFEST: &str = include_str!("demo-manifest.yaml");
+/// The origin the built-in demo manifest is reported under.
+pub(crate) const DEMO_ORIGIN: &str = "builtin:demo";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -139,7 +143,7 @@ pub struct LoadRequest {
 }
 
 /// What happened to one manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestReport {
     pub origin: String,
     pub source: Option<String>,
@@ -229,7 +233,7 @@ pub struct World {
 }
 
 /// A remote manifest left out of a load, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Unavailable {
     pub origin: String,
     pub message: String,
@@ -390,38 +394,7 @@ pub fn load_with(
         ));
     }
 
-    // Sources in registration order, without duplicates (the unit passes the same file the
-    // settings directory holds).
-    let mut sources: Vec<ManifestSource> = Vec::new();
-    let urls = remote_urls(req, &loaded);
-    let mut push = |s: ManifestSource| {
-        let key = |s: &ManifestSource| match s {
-            ManifestSource::Path(p) => {
-                ManifestSource::Path(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-            }
-            other => other.clone(),
-        };
-        let k = key(&s);
-        if !sources.iter().any(|x| key(x) == k) {
-            sources.push(s);
-        }
-    };
-    if let Some(p) = &loaded.dir_manifest {
-        push(ManifestSource::Path(p.clone()));
-    }
-    for s in &req.manifests {
-        push(s.clone());
-    }
-    for url in urls {
-        push(ManifestSource::Url(url));
-    }
-    if let Some(url) = &loaded.settings.remote.manifest_url {
-        if let ManifestSource::Path(p) = ManifestSource::parse(url) {
-            if remote_wanted(req, &loaded) {
-                push(ManifestSource::Path(p));
-            }
-        }
-    }
+    let sources = manifest_sources(req, &loaded);
 
     let mut manifests = Vec::new();
     let mut reports = Vec::new();
@@ -491,7 +464,7 @@ pub fn load_with(
         .any(|d| !loaded.settings.domain(*d).candidates.is_empty());
     let demo = loaded.builtin_defaults && sources.is_empty() && !has_local;
     if demo {
-        let m = manifest::parse(DEMO_MANIFEST, "builtin:demo")?;
+        let m = manifest::parse(DEMO_MANIFEST, DEMO_ORIGIN)?;
         reports.push(ManifestReport::new(
             &m,
             Verdict::Unsigned,
@@ -514,6 +487,42 @@ pub fn load_with(
         demo,
         unavailable,
     })
+}
+
+/// The manifests of a load in registration order, without duplicates (the unit passes the
+/// same file the settings directory holds).
+pub fn manifest_sources(req: &LoadRequest, loaded: &LoadedSettings) -> Vec<ManifestSource> {
+    let mut sources: Vec<ManifestSource> = Vec::new();
+    let urls = remote_urls(req, loaded);
+    let mut push = |s: ManifestSource| {
+        let key = |s: &ManifestSource| match s {
+            ManifestSource::Path(p) => {
+                ManifestSource::Path(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            }
+            other => other.clone(),
+        };
+        let k = key(&s);
+        if !sources.iter().any(|x| key(x) == k) {
+            sources.push(s);
+        }
+    };
+    if let Some(p) = &loaded.dir_manifest {
+        push(ManifestSource::Path(p.clone()));
+    }
+    for s in &req.manifests {
+        push(s.clone());
+    }
+    for url in urls {
+        push(ManifestSource::Url(url));
+    }
+    if let Some(url) = &loaded.settings.remote.manifest_url {
+        if let ManifestSource::Path(p) = ManifestSource::parse(url) {
+            if remote_wanted(req, loaded) {
+                push(ManifestSource::Path(p));
+            }
+        }
+    }
+    sources
 }
 
 /// Registers settings candidates then manifests (registration order) and ranks them, with

@@ -448,7 +448,7 @@ impl Entry {
 }
 
 /// An entry that was not loaded, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub index: usize,
     pub key: Option<String>,

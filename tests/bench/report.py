@@ -58,6 +58,17 @@ def main():
             f"{v * 1e3:.1f} ms" if v is not None else "", "<= 20 ms",
             v is not None and v <= 0.020)
 
+    # Issue 18: a restart answers from the saved state instead of after its first load.
+    for form, suffix in (("YAML", ""), ("JSON", "_json")):
+        w = s.get(f"answer{suffix}_with_s")
+        wo = s.get(f"answer{suffix}_without_s")
+        text = ""
+        if w is not None and wo is not None:
+            text = f"{w * 1e3:.1f} ms with, {wo * 1e3:.1f} ms without"
+        row(f"exec -> first answer, {s['sizes']['reload']} entries, {form}, saved state "
+            "(median)", w if wo is not None else None, text, "< without",
+            w is not None and wo is not None and w < wo)
+
     for form, suffix in (("YAML", ""), ("JSON", "_json")):
         v = s.get(f"reload{suffix}_loaded_s")
         failed = s.get(f"reload{suffix}_failed_requests")

@@ -168,6 +168,39 @@ class Service:
         )
         return self.wait_for("READY=1", t0, timeout)
 
+    def start_answered(self, path, timeout=60.0):
+        """Starts the service and asks `path` as soon as the port listens (the request waits in
+        the backlog until the service answers); returns (exec -> answer, exec -> READY=1)."""
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=self.log,
+        )
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                c = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {self.port} never listened; see {self.log.name}")
+                time.sleep(0.0005)
+        with c:
+            c.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                      .encode())
+            answer = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            answered = time.monotonic() - t0
+        if not answer.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"first answer was not 200: {answer[:200]!r}")
+        return answered, self.wait_for("READY=1", t0, timeout)
+
     def wait_for(self, needle, t0, timeout):
         deadline = t0 + timeout
         while True:
@@ -366,6 +399,35 @@ def main():
                 f"{fmt(figs[f'ready{suffix}_s'], 's')}, max {fmt(max(times), 's')} "
                 f"over {starts} starts")
 
+        # exec -> first answered request, 10 000 entries: without a saved state (the answer
+        # waits for the first load) and with the one the previous start saved (issue 18).
+        resolve_path = "/v1/resolve/adapter/key-000000"
+        for form, suffix in (("yaml", ""), ("json", "_json")):
+            etc = ws.etc(f"answer{suffix}", sizes["reload"], form)
+            saved = os.path.join(os.path.dirname(etc), "state", "served_snapshot.json")
+            runs = {"without": [], "with": []}
+            for i in range(starts // 2 if not smoke else 1):
+                for mode in ("without", "with"):
+                    if mode == "without" and os.path.exists(saved):
+                        os.remove(saved)
+                    svc = Service(ws, etc)
+                    try:
+                        answered, ready = svc.start_answered(resolve_path)
+                        runs[mode].append((answered, ready))
+                        # The next start restores what this one saved after its load.
+                        deadline = time.monotonic() + 30
+                        while not os.path.exists(saved) and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                    finally:
+                        svc.stop()
+            for mode, r in runs.items():
+                figs[f"answer{suffix}_{mode}_s"] = statistics.median(a for a, _ in r)
+                figs[f"answer{suffix}_{mode}_ready_s"] = statistics.median(b for _, b in r)
+                log(f"exec -> first answer, {sizes['reload']} entries ({form}), {mode} a saved "
+                    f"state: median {fmt(figs[f'answer{suffix}_{mode}_s'], 's')} "
+                    f"(READY=1 at {fmt(figs[f'answer{suffix}_{mode}_ready_s'], 's')}) over "
+                    f"{len(r)} starts")
+
         # Default config: RSS at idle and wake-ups between refreshes (no watchdog).
         svc = Service(ws, ws.etc("default"), trusted=False)
         try:
@@ -397,7 +459,6 @@ def main():
 
         # 10 000 entries: reloads idle and under HTTP load (YAML, then JSON), then HTTP
         # throughput and /metrics on the JSON-loaded service (the same snapshot).
-        resolve_path = "/v1/resolve/adapter/key-000000"
         for form, suffix in (("yaml", ""), ("json", "_json")):
             svc = Service(ws, ws.etc(f"reload{suffix}", sizes["reload"], form))
             try:
