@@ -22,25 +22,55 @@ pub enum Stale {
     Unknown { origin: String },
 }
 
-/// The identity of everything a load reads besides manifest bytes, as a SHA-256 hex digest.
-/// The version is part of it: another binary may judge the same inputs differently.
+/// Settings sections and `remote` fields that change how the service runs, fetches or
+/// probes, not what a load of the same bytes builds or accepts: left out of the key, so that
+/// another port or refresh interval does not throw the saved state away.
+const NOT_IN_KEY: &[&str] = &["http", "logging", "lifecycle"];
+const REMOTE_NOT_IN_KEY: &[&str] = &[
+    "auth",
+    "refresh_interval",
+    "refresh_splay",
+    "refresh_max_interval",
+    "max_retries",
+    "retry_base_delay",
+    "retry_max_delay",
+    "retry_jitter",
+    "circuit_breaker_threshold",
+    "circuit_breaker_reset",
+    "latency_budget_ms",
+    "timeout_seconds",
+];
+
+/// The identity of everything a load reads besides manifest bytes, as a SHA-256 hex digest:
+/// the settings that decide what is loaded and accepted (candidates, selections, trust
+/// policy, manifest locations), the stack order and the manifest list. The version is part of
+/// it: another binary may judge the same inputs differently.
 pub fn inputs_key(req: &LoadRequest, loaded: &LoadedSettings) -> String {
     #[derive(Serialize)]
     struct Key<'a> {
         version: &'a str,
-        settings: &'a crate::config::Settings,
+        settings: serde_json::Value,
         stack_order: &'a crate::config::StackOrder,
         builtin_defaults: bool,
         sources: Vec<ManifestSource>,
-        settings_files: &'a [std::path::PathBuf],
+    }
+    let mut settings = serde_json::to_value(&loaded.settings).unwrap_or_default();
+    if let Some(all) = settings.as_object_mut() {
+        for k in NOT_IN_KEY {
+            all.remove(*k);
+        }
+        if let Some(remote) = all.get_mut("remote").and_then(|r| r.as_object_mut()) {
+            for k in REMOTE_NOT_IN_KEY {
+                remote.remove(*k);
+            }
+        }
     }
     let key = Key {
         version: env!("CARGO_PKG_VERSION"),
-        settings: &loaded.settings,
+        settings,
         stack_order: &loaded.stack_order,
         builtin_defaults: loaded.builtin_defaults,
         sources: super::manifest_sources(req, loaded),
-        settings_files: &loaded.files,
     };
     // Settings hold only ordered maps, so the serialisation is the same in every process.
     let bytes = serde_json::to_vec(&key).unwrap_or_default();
@@ -107,5 +137,47 @@ fn unreadable(origin: &str, e: impl std::fmt::Display) -> Stale {
     Stale::Unreadable {
         origin: origin.to_string(),
         message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_follows_what_is_loaded_not_how_the_service_runs() {
+        let req = LoadRequest {
+            config: super::super::SettingsSource {
+                path: "/nonexistent/oneiric".into(),
+                explicit: false,
+            },
+            manifests: vec![ManifestSource::Path("/etc/oneiric/manifest.yaml".into())],
+            env: crate::config::Env::default(),
+            overrides: Default::default(),
+            dirs: super::super::Dirs::resolve(None, None, None, None, &Default::default()),
+        };
+        let base = super::super::settings(&req).unwrap();
+        let key = inputs_key(&req, &base);
+        assert_eq!(key, inputs_key(&req, &base.clone()));
+        let mut ran = base.clone();
+        ran.settings.http.port = 9191;
+        ran.settings.remote.refresh_interval = 7;
+        ran.settings.remote.auth.token_env = "OTHER_TOKEN".into();
+        assert_eq!(inputs_key(&req, &ran), key);
+        let mut trust = base.clone();
+        trust.settings.remote.signature_required = true;
+        assert_ne!(inputs_key(&req, &trust), key);
+        let mut picked = base.clone();
+        picked
+            .settings
+            .adapters
+            .selections
+            .insert("cache".into(), "redis".into());
+        assert_ne!(inputs_key(&req, &picked), key);
+        let mut other = req.clone();
+        other
+            .manifests
+            .push(ManifestSource::Url("https://m.example/x".into()));
+        assert_ne!(inputs_key(&other, &base), key);
     }
 }

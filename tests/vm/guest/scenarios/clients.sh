@@ -2,7 +2,8 @@
 # vm: needs=deb after=install boot=1 order=35 dists=all
 # 3b. Socket activation (issue 18): oneiric.socket holds the listeners, so a client loop
 #     sees no refused connection and no failed request across `systemctl restart` and
-#     `systemctl reload`; a stopped service is started again by a client's connection.
+#     `systemctl reload`; a stopped service is started again by a client's connection. The
+#     restarted process answers from the state the previous one saved.
 systemctl reset-failed oneiric
 wait_healthy 60
 expect_eq "oneiric.socket enabled" "$(systemctl is-enabled oneiric.socket)" enabled
@@ -23,6 +24,11 @@ sleep 2
 load_stop restart "systemctl restart"
 journalctl --no-pager -o cat -u oneiric --since "@$t0" | grep 'listening on sockets passed by systemd: http from the socket unit, control from the socket unit' >/dev/null ||
   fail "the restarted service does not say it serves the socket unit's listeners"
+# The new process answered from the state the previous one saved, before its first load.
+restart_log=$(journalctl --no-pager -o cat -u oneiric --since "@$t0")
+grep 'answering from the state saved at' <<<"$restart_log" >/dev/null ||
+  fail "the restarted service did not answer from the saved state: $(grep -m1 'saved state' <<<"$restart_log")"
+[ -s /var/lib/oneiric/served_snapshot.json ] || fail "no /var/lib/oneiric/served_snapshot.json"
 
 pid=$(main_pid)
 load_start reload
