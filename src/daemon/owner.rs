@@ -252,10 +252,15 @@ impl StateOwner {
         }
     }
 
-    /// Publishes the state an earlier process saved, before this one's first load. It is a
-    /// transition like any other: the first load then installs over it.
-    pub async fn restore(&self, next: Next) {
-        self.transition(|_, _| (Some(next), ())).await
+    /// Publishes the state an earlier process saved, unless this process's first load was
+    /// installed already (it runs at the same time); returns whether it was published. It is
+    /// a transition like any other: the first load then installs over it.
+    pub async fn restore(&self, next: Next) -> bool {
+        self.transition(|inner, _| {
+            let first = inner.generation == 0;
+            (first.then_some(next), first)
+        })
+        .await
     }
 
     /// Operator pins and their version, for a load about to start.

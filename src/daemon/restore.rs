@@ -1,7 +1,7 @@
 //! Answering from the state an earlier process saved, and saving each new state for the
-//! next one. At start, [`restore`] publishes the saved state when the current settings (and
-//! so the trust policy) and every manifest's bytes are those it was built from; the first
-//! load then runs as always and installs over it. The [`Saver`] task is the one writer of
+//! next one. At start, [`restore`] runs beside the first load and publishes the saved state
+//! when the current settings (and so the trust policy) and every manifest's bytes are those
+//! it was built from, unless the load was installed first; the load then installs over it. The [`Saver`] task is the one writer of
 //! the file: reloads tell it a state was installed, and it saves the latest whenever what a
 //! restore would check changed.
 
@@ -37,7 +37,13 @@ pub(super) async fn restore(service: &Arc<Service>, settings: &LoadedSettings) -
         Ok(Ok(next)) => {
             let at = next.restored_from;
             let candidates = next.snapshot.candidate_count();
-            service.owner.restore(next).await;
+            if !service.owner.restore(next).await {
+                tracing::debug!(
+                    oneiric_event = "not_restored",
+                    "the first load finished before the saved state was checked"
+                );
+                return None;
+            }
             tracing::info!(
                 oneiric_event = "restored",
                 "answering from the state saved at {} ({candidates} candidates, checked in {:.1} ms) while the first load runs",

@@ -354,8 +354,15 @@ async fn serve_inner(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let control_path = listeners.control_path.clone();
-    // With a saved state that still applies, clients are answered from it while the first
-    // load runs (READY=1 still waits for the load); without one, after the load.
+    // The first load: remote manifests fetched first; with the server down the cached copy
+    // is served (and says how old it is). Beside it, the saved state is checked; when it
+    // still applies, clients are answered from it until the load is installed (READY=1 still
+    // waits for the load). Without one, they are answered after the load.
+    let first_load = {
+        let s = Arc::clone(&service);
+        let settings = settings.clone();
+        tokio::spawn(async move { s.reload(Trigger::Startup, Some(settings)).await })
+    };
     let restored = super::restore::restore(&service, &settings).await;
     let mut pending = Some(listeners);
     let mut servers = None;
@@ -367,10 +374,11 @@ async fn serve_inner(
         notify::status(&view.status_line());
     }
     let saver = super::restore::spawn_saver(&service, installed_rx, restored.is_some());
-
-    // The first load: remote manifests fetched first; with the server down the cached copy
-    // is served (and says how old it is).
-    if let Err(e) = service.reload(Trigger::Startup, Some(settings)).await {
+    let loaded = first_load
+        .await
+        .map_err(crate::errors::ReloadError::from)
+        .and_then(|r| r);
+    if let Err(e) = loaded {
         if restored.is_some() {
             // What it described no longer loads: the next start must not answer from it.
             crate::persisted::remove(&service.req.dirs.state);
