@@ -119,9 +119,29 @@ pub fn save(state_dir: &Path, inputs_key: &str, served: &Served) -> Result<(), P
     .map_err(|source| PersistError::Write { path, source })
 }
 
+/// What the pre-start check needs of a saved state: the candidates are skipped, not built.
+#[derive(Debug, Deserialize)]
+pub struct SavedReports {
+    pub saved_at_unix: u64,
+    pub manifests: Vec<ManifestReport>,
+    pub unavailable: Vec<Unavailable>,
+}
+
 /// Reads the saved state if it was saved by this version under `inputs_key`; the body is
 /// parsed only then.
 pub fn load(state_dir: &Path, inputs_key: &str) -> Result<Saved, PersistError> {
+    read(state_dir, inputs_key)
+}
+
+/// [`load`] without the candidates.
+pub fn load_reports(state_dir: &Path, inputs_key: &str) -> Result<SavedReports, PersistError> {
+    read(state_dir, inputs_key)
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    state_dir: &Path,
+    inputs_key: &str,
+) -> Result<T, PersistError> {
     let path = path(state_dir);
     let bytes = match crate::fsutil::read_own_file(&path, MAX_BYTES) {
         Ok(b) => b,

@@ -52,20 +52,19 @@ impl Served {
         }
         let list: Vec<String> = expired
             .iter()
-            .map(|(o, t)| format!("{} expired at {}", crate::text::redact_url(o), fmt_unix(*t)))
+            .map(|(o, t)| {
+                format!(
+                    "{} expired at {}",
+                    crate::text::redact_url(o),
+                    crate::text::fmt_unix(*t)
+                )
+            })
             .collect();
         Some(format!(
             "manifest EXPIRED, not refreshed: {}",
             list.join(", ")
         ))
     }
-}
-
-/// RFC 3339 for Unix seconds (the number itself when out of range).
-fn fmt_unix(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map(crate::text::fmt_time)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// Unix time with sub-second precision, for fetch scheduling.
@@ -214,7 +213,7 @@ impl View {
         if let Some(at) = served.restored_from {
             line.push_str(&format!(
                 "; restored from the state saved at {}, first load running",
-                fmt_unix(i64::try_from(at).unwrap_or(i64::MAX))
+                crate::text::fmt_unix(at)
             ));
         }
         if let Some(expired) = served.expired_line(unix_now_i64()) {

@@ -9,6 +9,18 @@ pub fn fmt_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
+/// RFC 3339 for Unix seconds (the number itself when out of range).
+pub fn fmt_unix<T>(t: T) -> String
+where
+    T: TryInto<i64> + std::fmt::Display + Copy,
+{
+    t.try_into()
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .map(fmt_time)
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// An error with its causes, which `Display` of wrapping errors (reqwest, hyper) leaves out.
 /// Lower-case hex SHA-256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -786,6 +786,17 @@ fn a_restart_answers_from_the_saved_state_before_its_first_load() {
     assert_eq!(restores(&sb), 0, "restored without a saved state");
     assert!(poll_until(Duration::from_secs(10), || saved.exists()));
     stop(&mut svc.0);
+    // The unit's pre-start check sees the inputs of the last good load and does not parse them
+    // again; by hand (`health`) it is the full check.
+    let o = sb.run(&["health", "--pre-start"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("unchanged since the last good load"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sb.run(&["health"]);
+    assert!(!stdout(&o).contains("unchanged since"), "{}", stdout(&o));
 
     // Restarted with nothing changed: answered from the saved state while the first load
     // still waits on the probe, and /v1/status says so.
@@ -828,8 +839,11 @@ fn a_restart_answers_from_the_saved_state_before_its_first_load() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     // A manifest edited while it was down: the saved state is not served (it no longer says
-    // what the files say), and the log names the file.
+    // what the files say), and the log names the file; the pre-start check parses it again.
     sb.write("etc/manifest.yaml", &manifest("memcached"));
+    let o = sb.run(&["health", "--pre-start"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains("unchanged since"), "{}", stdout(&o));
     let readies = notify.count("READY=1");
     let mut svc = Running(start_activated(&sb, &[], &args, Some(&notify.path)));
     let (answer, _) = first_answer(port, "/v1/resolve/adapter/cache", &notify, readies);

@@ -47,7 +47,7 @@ pub(super) async fn restore(service: &Arc<Service>, settings: &LoadedSettings) -
             tracing::info!(
                 oneiric_event = "restored",
                 "answering from the state saved at {} ({candidates} candidates, checked in {:.1} ms) while the first load runs",
-                at.map(|t| t.to_string()).unwrap_or_default(),
+                at.map(crate::text::fmt_unix).unwrap_or_default(),
                 started.elapsed().as_secs_f64() * 1000.0
             );
             at
