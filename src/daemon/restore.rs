@@ -138,6 +138,9 @@ pub(super) fn spawn_saver(
                     return (Ok(()), id);
                 }
                 let saved = persisted::save(&req.dirs.state, &id.inputs_key, &served);
+                // The serialiser's buffers were this blocking thread's: without this they
+                // stay resident until the thread exits, after the reload's own release.
+                crate::alloc::release_free_memory();
                 (saved, id)
             })
             .await;
