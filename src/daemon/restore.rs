@@ -118,8 +118,10 @@ pub(super) fn spawn_saver(
     let service = Arc::clone(service);
     tokio::spawn(async move {
         let mut last: Option<Identity> = None;
-        if restored {
-            let served = service.view.served_full();
+        let served = service.view.served_full();
+        // Only the restored state itself is what the file holds: when the first load was
+        // installed meanwhile (with, say, a newer cached copy), that one is written.
+        if restored && served.restored_from.is_some() {
             let req = service.req.clone();
             last = tokio::task::spawn_blocking(move || Identity::of(&req, &served))
                 .await
