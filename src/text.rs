@@ -1,5 +1,7 @@
-//! Small text helpers shared by several modules: times as RFC 3339, and error chains.
-//! Pure: no I/O.
+//! Small text helpers shared by several modules: times as RFC 3339, error chains, and text
+//! made safe for one-line protocols and terminals. Pure: no I/O.
+
+use std::borrow::Cow;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -59,9 +61,53 @@ pub fn redact_url(url: &str) -> String {
     format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
 }
 
+/// `s` on one line: every control character, newlines included, escaped (`\n`, `\u{1b}`),
+/// so that text from a manifest, a settings file or the network cannot add an `sd_notify`
+/// assignment to `STATUS=`, a line to a log, or a row to a table.
+pub fn one_line(s: &str) -> Cow<'_, str> {
+    escape_controls(s, |_| false)
+}
+
+/// `s` for a terminal: control characters other than newline and tab escaped, so that a
+/// manifest's string cannot move the cursor, recolour, retitle or clear the terminal.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    escape_controls(s, |c| c == '\n' || c == '\t')
+}
+
+fn escape_controls(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && !keep(c);
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_cannot_cross_into_protocols_or_terminals() {
+        let evil = "ok\nMAINPID=1\r\u{1b}[2J\u{1b}]0;title\u{7}\u{9b}31m\tend";
+        let line = one_line(evil);
+        assert!(!line.chars().any(char::is_control), "{line}");
+        assert_eq!(
+            line,
+            "ok\\nMAINPID=1\\r\\u{1b}[2J\\u{1b}]0;title\\u{7}\\u{9b}31m\\tend"
+        );
+        let term = terminal_safe(evil);
+        assert!(term.contains('\n') && term.contains('\t'));
+        assert!(!term.contains('\u{1b}') && !term.contains('\r') && !term.contains('\u{9b}'));
+        assert!(matches!(one_line("plain — text"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn urls_lose_their_passwords() {

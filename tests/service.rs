@@ -871,3 +871,60 @@ fn a_restart_answers_from_the_saved_state_before_its_first_load() {
     stop(&mut svc.0);
     drop(silent);
 }
+
+#[test]
+fn manifest_text_reaches_status_and_the_terminal_on_one_line_without_escapes() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let notify = Notify::new(sb.dir.path());
+    let mut svc = Service::start(&sb, Some(&notify), None, &[]);
+    assert!(notify.wait_for("READY=1", 1, Duration::from_secs(10)));
+
+    // A reload that fails on a manifest whose key holds a newline, an assignment and a
+    // terminal escape: the failure is in STATUS=, on one line, with nothing injected.
+    sb.write(
+        "etc/manifest.yaml",
+        "{\"entries\": [], \"a\\nMAINPID=1\\u001b[2J\": 1, \"a\\nMAINPID=1\\u001b[2J\": 2}\n",
+    );
+    let readies = notify.count("READY=1");
+    svc.signal("HUP");
+    assert!(notify.wait_for("READY=1", readies + 1, Duration::from_secs(10)));
+    let last = notify.all().last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("FAILED") && last.contains("duplicate key"),
+        "{last:?}"
+    );
+    assert!(
+        !last.lines().any(|l| l.starts_with("MAINPID=")) && !last.contains('\u{1b}'),
+        "{last:?}"
+    );
+    svc.signal("TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(15)), Some(0));
+
+    // The CLI: a skipped entry's reason (with a newline) stays one line of `check`, and a
+    // manifest origin holding an escape sequence is printed escaped by `list`.
+    settings(&sb, "redis");
+    let evil = sb.write(
+        "evil\u{1b}]0;pwned\u{7}.yaml",
+        "entries:\n  - {domain: adapter, key: k, provider: p, factory: f, health: {tcp: \"x\\nMAINPID=1\"}}\n  - {domain: adapter, key: q, provider: p, factory: f}\n",
+    );
+    let evil = evil.to_str().unwrap();
+    for args in [
+        vec!["--manifest", evil, "check"],
+        vec!["--manifest", evil, "list"],
+    ] {
+        let o = sb.run(&args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            !out.lines().any(|l| l.starts_with("MAINPID=")),
+            "{args:?}: {out:?}"
+        );
+    }
+    let list = stdout(&sb.run(&["--manifest", evil, "list"]));
+    assert!(list.contains("evil\\u{1b}]0;pwned\\u{7}.yaml"), "{list}");
+}

@@ -284,7 +284,7 @@ impl Ctx {
                 Err(e) => eprintln!("oneiric: cannot encode JSON: {e}"),
             }
         } else {
-            print!("{}", human());
+            print!("{}", crate::text::terminal_safe(&human()));
         }
     }
 }
@@ -312,7 +312,7 @@ pub fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => {
             let e = CliError::from(e);
-            eprintln!("oneiric: {}", e.message);
+            eprintln!("oneiric: {}", crate::text::terminal_safe(&e.message));
             return ExitCode::from(e.exit);
         }
     };
@@ -333,7 +333,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit),
         Err(e) => {
-            eprintln!("oneiric: {}", e.message);
+            eprintln!("oneiric: {}", crate::text::terminal_safe(&e.message));
             ExitCode::from(e.exit)
         }
     }

@@ -66,7 +66,12 @@ impl Report {
                     Level::Warn => "warn",
                     Level::Fail => "FAIL",
                 };
-                format!("{tag} {}: {}\n", l.what, l.detail)
+                // One line each: a manifest's text in a detail cannot fake another check.
+                format!(
+                    "{tag} {}: {}\n",
+                    crate::text::one_line(&l.what),
+                    crate::text::one_line(&l.detail)
+                )
             })
             .collect();
         out.push_str(&format!(

@@ -12,12 +12,17 @@ fn send(states: &[NotifyState]) {
     }
 }
 
+/// `status` goes out on one line: a newline in it (from a manifest's text, an error message)
+/// would start an assignment of its own.
 pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    send(&[
+        NotifyState::Ready,
+        NotifyState::Status(&crate::text::one_line(status)),
+    ]);
 }
 
 pub fn status(status: &str) {
-    send(&[NotifyState::Status(status)]);
+    send(&[NotifyState::Status(&crate::text::one_line(status))]);
 }
 
 /// `RELOADING=1` with the `MONOTONIC_USEC` systemd ≥ 253 expects alongside it.
