@@ -74,10 +74,17 @@ ensure_debootstrap() {
 		{ apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2; }
 }
 
+# Mounts left under a tree by a chroot.sh older than the private namespaces below.
 unmount_under() {
 	awk -v r="$1" 'index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r | while IFS= read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done
+}
+# Never descends into a mount: a leftover bind of /dev must not cost the host its devices.
+remove_tree() {
+	[ -e "$1" ] || return 0
+	unmount_under "$1"
+	rm -rf --one-file-system "$1"
 }
 
 chroot_path() {
@@ -95,33 +102,33 @@ chroot_path() {
 	SECURITY=${ONEIRIC_CHROOT_SECURITY_MIRROR:-$(host_mirror security | grep -m1 . || true)}
 	[ -n "$MIRROR" ] || die "no Debian mirror in the host's apt sources (set ONEIRIC_CHROOT_MIRROR)"
 	t0=$(date +%s)
-	rm -rf "$OUT.tmp"
+	remove_tree "$OUT.tmp"
 	log "debootstrap --variant=minbase $DIST from $MIRROR"
-	debootstrap --variant=minbase "$DIST" "$OUT.tmp" "$MIRROR" >"$CACHE_ROOT/$NAME.log" 2>&1 ||
+	# debootstrap mounts /proc and /sys in the target itself: in a namespace of its own too.
+	unshare --mount --propagation private \
+		debootstrap --variant=minbase "$DIST" "$OUT.tmp" "$MIRROR" >"$CACHE_ROOT/$NAME.log" 2>&1 ||
 		{ tail -n 30 "$CACHE_ROOT/$NAME.log" >&2; die "debootstrap failed"; }
 	{
 		echo "deb $MIRROR $DIST main"
 		echo "deb $MIRROR $DIST-updates main"
 		[ -z "$SECURITY" ] || echo "deb $SECURITY $DIST-security main"
 	} >"$OUT.tmp/etc/apt/sources.list"
-	trap 'unmount_under "$OUT.tmp"' EXIT
-	mount -t proc proc "$OUT.tmp/proc"
 	cp /etc/resolv.conf "$OUT.tmp/etc/resolv.conf" 2>/dev/null || true
+	# /proc in a private mount namespace (see chroot_run): gone with the last process.
 	# shellcheck disable=SC2086 # PKGS is one word per package
-	chroot "$OUT.tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive sh -ec "
+	unshare --mount --propagation private --mount-proc="$OUT.tmp/proc" \
+		chroot "$OUT.tmp" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive sh -ec "
 		${FOREIGN:+dpkg --add-architecture $FOREIGN}
 		apt-get update -q
 		apt-get install -y -q --no-install-recommends $PKGS
 		apt-get clean
 		$CHECK" >>"$CACHE_ROOT/$NAME.log" 2>&1 ||
 		{ tail -n 30 "$CACHE_ROOT/$NAME.log" >&2; die "apt-get install in the chroot failed"; }
-	unmount_under "$OUT.tmp"
-	trap - EXIT
 	touch "$OUT.tmp/.complete"
-	rm -rf "$OUT"
+	remove_tree "$OUT"
 	mv "$OUT.tmp" "$OUT"
 	for old in "$CACHE_ROOT/$NAME"-*; do
-		case "$old" in "$OUT" | *.lock | *.log) ;; *) [ -d "$old" ] && rm -rf "$old" ;; esac
+		case "$old" in "$OUT" | *.lock | *.log) ;; *) [ -d "$old" ] && remove_tree "$old" ;; esac
 	done
 	log "built in $(($(date +%s) - t0)) s: $OUT"
 	echo "$OUT"
@@ -149,27 +156,31 @@ chroot_run() {
 	mkdir -p "$root/build/oneiric" "$root/vendor" "$root/cargo"
 	printf '%s\n' '[source.crates-io]' 'replace-with = "vendored"' '[source.vendored]' \
 		'directory = "/vendor"' '[net]' 'offline = true' >"$root/cargo/config.toml"
-	trap 'unmount_under "$root"' EXIT INT TERM
-	mount -t proc proc "$root/proc"
-	mount --rbind /dev "$root/dev"
-	mount -t sysfs sysfs "$root/sys"
-	mount --bind "$SRC" "$root/build/oneiric"
-	mount --bind "$V" "$root/vendor"
 	# ONEIRIC_CHROOT_HOSTBIN: a host directory of tools (cargo-deb) put last on the PATH.
-	path=/usr/sbin:/usr/bin:/sbin:/bin
-	if [ -n "${ONEIRIC_CHROOT_HOSTBIN:-}" ]; then
-		mkdir -p "$root/hostbin"
-		mount --bind -o ro "$ONEIRIC_CHROOT_HOSTBIN" "$root/hostbin"
-		path=$path:/hostbin
-	fi
-	rc=0
-	chroot "$root" /usr/bin/env -i PATH="$path" HOME=/root \
-		CARGO_HOME=/cargo \
-		${SOURCE_DATE_EPOCH:+SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH} \
-		sh -ec 'cd /build/oneiric && exec "$@"' sh "$@" || rc=$?
-	unmount_under "$root"
-	trap - EXIT INT TERM
-	return "$rc"
+	hostbin=${ONEIRIC_CHROOT_HOSTBIN:-}
+	[ -z "$hostbin" ] || mkdir -p "$root/hostbin"
+	# The mounts live in a private mount namespace: they end with its last process however
+	# it ends (a killed run once left /proc mounted in a half-built chroot, which the next
+	# run could not delete), two runs in one chroot cannot unmount each other's, and
+	# private propagation keeps unmounts under the rbind of /dev from reaching the host's.
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	unshare --mount --propagation private sh -ec '
+		root=$1 src=$2 vendor=$3 hostbin=$4
+		shift 4
+		mount -t proc proc "$root/proc"
+		mount --rbind /dev "$root/dev"
+		mount -t sysfs sysfs "$root/sys"
+		mount --bind "$src" "$root/build/oneiric"
+		mount --bind "$vendor" "$root/vendor"
+		path=/usr/sbin:/usr/bin:/sbin:/bin
+		if [ -n "$hostbin" ]; then
+			mount --bind -o ro "$hostbin" "$root/hostbin"
+			path=$path:/hostbin
+		fi
+		exec chroot "$root" /usr/bin/env -i PATH="$path" HOME=/root CARGO_HOME=/cargo \
+			${SOURCE_DATE_EPOCH:+SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH} \
+			sh -ec "cd /build/oneiric && exec \"\$@\"" sh "$@"' \
+		sh "$root" "$SRC" "$V" "$hostbin" "$@"
 }
 
 [ $# -ge 2 ] || { echo "usage: $0 path NAME | run NAME SRC CMD..." >&2; exit 2; }

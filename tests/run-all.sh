@@ -171,7 +171,8 @@ stage_packaging-arm64() {
 	if ! { deb=$(packaging/build-deb.sh amd64 2>"$w/deb.log" | tail -n 1) &&
 		rpm=$(packaging/build-rpm.sh x86_64 2>"$w/rpm.log" | tail -n 1) &&
 		deb64=$(packaging/build-deb.sh arm64 2>"$w/deb64.log" | tail -n 1) &&
-		rpm64=$(packaging/build-rpm.sh aarch64 2>"$w/rpm64.log" | tail -n 1); }; then
+		rpm64=$(packaging/build-rpm.sh aarch64 2>"$w/rpm64.log" | tail -n 1) &&
+		[ -f "$deb" ] && [ -f "$rpm" ] && [ -f "$deb64" ] && [ -f "$rpm64" ]; }; then
 		tail -q -n 5 "$w"/*.log
 		echo "FAIL build-packages: building the packages failed (logs in $w)"
 		return 1

@@ -38,9 +38,12 @@ pub(super) async fn restore(service: &Arc<Service>, settings: &LoadedSettings) -
             let at = next.restored_from;
             let candidates = next.snapshot.candidate_count();
             if !service.owner.restore(next).await {
-                tracing::debug!(
+                // Said at info: without it a restart that had a good saved state and one
+                // that had none read the same in the journal.
+                tracing::info!(
                     oneiric_event = "not_restored",
-                    "the first load finished before the saved state was checked"
+                    "the saved state was good but not needed: the first load finished before it was checked ({:.1} ms)",
+                    started.elapsed().as_secs_f64() * 1000.0
                 );
                 return None;
             }

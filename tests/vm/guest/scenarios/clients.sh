@@ -24,10 +24,19 @@ sleep 2
 load_stop restart "systemctl restart"
 journalctl --no-pager -o cat -u oneiric --since "@$t0" | grep 'listening on sockets passed by systemd: http from the socket unit, control from the socket unit' >/dev/null ||
   fail "the restarted service does not say it serves the socket unit's listeners"
-# The new process answered from the state the previous one saved, before its first load.
+# The new process found the state the previous one saved good, and answered from it
+# before its first load. Which of the two finishes first is a race (six candidates load in
+# about the time the saved state takes to check): a first load that won is said, and
+# counted as a pass only because the state was checked good; a state refused or not found
+# fails. tests/service.rs makes the first load slow and requires the answers.
 restart_log=$(journalctl --no-pager -o cat -u oneiric --since "@$t0")
-grep 'answering from the state saved at' <<<"$restart_log" >/dev/null ||
-  fail "the restarted service did not answer from the saved state: $(grep -m1 'saved state' <<<"$restart_log")"
+if line=$(grep -m1 'answering from the state saved at' <<<"$restart_log"); then
+  note "restart: $line"
+elif line=$(grep -m1 'the saved state was good but not needed' <<<"$restart_log"); then
+  note "restart: $line"
+else
+  fail "the restarted service did not find its saved state good: $(grep -m1 'saved state' <<<"$restart_log")"
+fi
 [ -s /var/lib/oneiric/served_snapshot.json ] || fail "no /var/lib/oneiric/served_snapshot.json"
 
 pid=$(main_pid)
