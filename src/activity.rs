@@ -1,9 +1,16 @@
 //! Pause and drain flags per `(domain, key)`, persisted in SQLite
-//! (`domain_activity.sqlite`, the reference schema) in the state directory.
+//! (`domain_activity.sqlite`, the reference schema) in the state directory, and the record of
+//! who changed the running service through its control socket (`control_log`).
+//!
+//! The database lives in a directory the service user owns, and root's offline CLI opens it
+//! too: it is never opened through a symbolic link (its own name or its `-wal`/`-shm`
+//! companions), SQLite runs in defensive mode with `trusted_schema=OFF` (a planted schema
+//! cannot run functions or triggers with side effects), and inspection opens it read-only.
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::domain::Domain;
@@ -51,6 +58,52 @@ impl Activity {
     }
 }
 
+/// One change request made through the control socket, allowed or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlRecord {
+    pub at_unix: i64,
+    pub uid: u32,
+    pub pid: Option<i32>,
+    /// `reload`, `swap`, `unpin`, `pause`, `drain`.
+    pub op: String,
+    /// `domain/key`, when the request names one.
+    pub target: Option<String>,
+    /// The outcome's name (`ok`, `refused`, ...), as the control protocol carries it.
+    pub outcome: String,
+    pub message: String,
+}
+
+/// Rows of `control_log` kept: the newest, a few months of a busy operator's changes.
+const CONTROL_LOG_ROWS: i64 = 1000;
+
+/// Opens the database at `path` without following a symbolic link, in defensive mode, with
+/// schema-defined functions untrusted.
+fn open_hardened(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    // SQLite before 3.31 (RHEL 8 has 3.26) ignores SQLITE_OPEN_NOFOLLOW; the companions are
+    // opened by SQLite under names derived from this one.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!(
+                    "{} is a symbolic link; refusing to follow it",
+                    Path::new(&p).display()
+                )),
+            ));
+        }
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        flags | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    // An unknown pragma is ignored by SQLite older than 3.31, which has no such trust.
+    conn.execute_batch("PRAGMA trusted_schema=OFF;")?;
+    Ok(conn)
+}
+
 pub struct ActivityStore {
     conn: Connection,
     path: PathBuf,
@@ -63,7 +116,11 @@ impl ActivityStore {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(err)?;
+        let conn = open_hardened(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(err)?;
         // WAL + synchronous=FULL: a `kill -9` mid-write loses at most the write in flight.
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
@@ -76,12 +133,39 @@ impl ActivityStore {
                  draining INTEGER NOT NULL DEFAULT 0,
                  note TEXT,
                  PRIMARY KEY (domain, key)
+             );
+             CREATE TABLE IF NOT EXISTS control_log (
+                 id INTEGER PRIMARY KEY,
+                 at_unix INTEGER NOT NULL,
+                 uid INTEGER NOT NULL,
+                 pid INTEGER,
+                 op TEXT NOT NULL,
+                 target TEXT,
+                 outcome TEXT NOT NULL,
+                 message TEXT NOT NULL
              );",
         )
         .map_err(err)?;
         let store = Self { conn, path };
         store.fix_owner();
         Ok(store)
+    }
+
+    /// For inspection: never creates, never writes. `None` when there is no database yet
+    /// (nothing was ever paused or drained).
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Self>, ActivityError> {
+        let path = state_dir.join(FILE_NAME);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            _ => {}
+        }
+        let conn = open_hardened(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            ActivityError {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        Ok(Some(Self { conn, path }))
     }
 
     /// The database and its WAL files belong to the state directory's owner even when root
@@ -210,6 +294,63 @@ impl ActivityStore {
         Ok((row, word))
     }
 
+    /// Appends one control request to `control_log`, keeping the newest rows.
+    pub fn record_request(&mut self, rec: &ControlRecord) -> Result<(), ActivityError> {
+        let path = self.path.clone();
+        let err = |source| ActivityError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO control_log (at_unix, uid, pid, op, target, outcome, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                rec.at_unix,
+                rec.uid,
+                rec.pid,
+                rec.op,
+                rec.target,
+                rec.outcome,
+                rec.message
+            ],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "DELETE FROM control_log WHERE id <= (SELECT MAX(id) FROM control_log) - ?1",
+            params![CONTROL_LOG_ROWS],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        self.fix_owner();
+        Ok(())
+    }
+
+    /// The newest `limit` control requests, newest first.
+    pub fn requests(&self, limit: usize) -> Result<Vec<ControlRecord>, ActivityError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at_unix, uid, pid, op, target, outcome, message FROM control_log
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(ControlRecord {
+                    at_unix: r.get(0)?,
+                    uid: r.get(1)?,
+                    pid: r.get(2)?,
+                    op: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    message: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     pub fn all(&self) -> Result<Vec<Activity>, ActivityError> {
         let mut stmt = self
             .conn
@@ -252,5 +393,96 @@ mod tests {
         assert_eq!(s.all().unwrap().len(), 2);
         s.set_paused(Domain::Adapter, "cache", false, None).unwrap();
         assert!(s.get(Domain::Adapter, "cache").unwrap().refusal().is_none());
+    }
+
+    fn record(i: i64) -> ControlRecord {
+        ControlRecord {
+            at_unix: 1_700_000_000 + i,
+            uid: 1000,
+            pid: Some(42),
+            op: "swap".into(),
+            target: Some("adapter/cache".into()),
+            outcome: "refused".into(),
+            message: format!("request {i}"),
+        }
+    }
+
+    #[test]
+    fn the_control_log_keeps_the_newest_requests() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = ActivityStore::open(d.path()).unwrap();
+        for i in 0..(CONTROL_LOG_ROWS + 5) {
+            s.record_request(&record(i)).unwrap();
+        }
+        let all = s.requests(usize::MAX >> 1).unwrap();
+        assert_eq!(all.len() as i64, CONTROL_LOG_ROWS);
+        assert_eq!(all[0], record(CONTROL_LOG_ROWS + 4));
+        assert_eq!(all.last().unwrap(), &record(5));
+    }
+
+    #[test]
+    fn inspection_reads_without_creating_or_writing() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(ActivityStore::open_read_only(d.path()).unwrap().is_none());
+        assert!(
+            !d.path().join(FILE_NAME).exists(),
+            "read-only open created the file"
+        );
+        {
+            let mut s = ActivityStore::open(d.path()).unwrap();
+            s.set_paused(Domain::Adapter, "cache", true, None).unwrap();
+        }
+        let mut ro = ActivityStore::open_read_only(d.path()).unwrap().unwrap();
+        assert!(ro.get(Domain::Adapter, "cache").unwrap().paused);
+        assert!(ro.set_paused(Domain::Adapter, "x", true, None).is_err());
+    }
+
+    #[test]
+    fn a_planted_link_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("elsewhere.sqlite");
+        std::fs::write(&victim, b"").unwrap();
+        let state = d.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join(FILE_NAME)).unwrap();
+        let e = ActivityStore::open(&state)
+            .err()
+            .expect("opened through a link");
+        assert!(e.to_string().contains(FILE_NAME), "{e}");
+        assert!(ActivityStore::open_read_only(&state).is_err());
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().len(),
+            0,
+            "victim written"
+        );
+        // The write-ahead log too: SQLite names it after the database.
+        std::fs::remove_file(state.join(FILE_NAME)).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join(format!("{FILE_NAME}-wal"))).unwrap();
+        let e = ActivityStore::open(&state)
+            .err()
+            .expect("opened with a linked WAL");
+        assert!(e.to_string().contains("-wal is a symbolic link"), "{e}");
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().len(),
+            0,
+            "victim written"
+        );
+    }
+
+    #[test]
+    fn the_schema_cannot_run_untrusted_functions() {
+        let d = tempfile::tempdir().unwrap();
+        drop(ActivityStore::open(d.path()).unwrap());
+        let s = ActivityStore::open(d.path()).unwrap();
+        let defensive = s
+            .conn
+            .db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE)
+            .unwrap();
+        assert!(defensive);
+        let trusted: i64 = s
+            .conn
+            .query_row("PRAGMA trusted_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(trusted, 0);
     }
 }

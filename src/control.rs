@@ -48,6 +48,73 @@ pub enum Request {
     Status,
 }
 
+/// What a request does to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads its state (`status`): anyone who can connect (the socket's mode decides).
+    Read,
+    /// Changes what it serves or how: root and the service's user.
+    Change,
+}
+
+impl Request {
+    pub fn access(&self) -> Access {
+        match self {
+            Request::Status => Access::Read,
+            Request::Reload
+            | Request::Swap { .. }
+            | Request::Unpin { .. }
+            | Request::Pause { .. }
+            | Request::Drain { .. } => Access::Change,
+        }
+    }
+
+    /// The operation's name, as the journal and the control log record it.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Reload => "reload",
+            Request::Swap { .. } => "swap",
+            Request::Unpin { .. } => "unpin",
+            Request::Pause { .. } => "pause",
+            Request::Drain { .. } => "drain",
+            Request::Status => "status",
+        }
+    }
+
+    /// `domain/key` for a request about one key.
+    pub fn target(&self) -> Option<String> {
+        match self {
+            Request::Swap { domain, key, .. }
+            | Request::Unpin { domain, key }
+            | Request::Pause { domain, key, .. }
+            | Request::Drain { domain, key, .. } => Some(format!("{domain}/{key}")),
+            Request::Reload | Request::Status => None,
+        }
+    }
+}
+
+/// Why a peer may change the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    Root,
+    /// The service's own user: it owns the state the request changes anyway.
+    ServiceUser,
+}
+
+/// The control socket's rule for changes: root or the service's user. Group `oneiric` reads.
+/// A group of administrators is not part of the rule: under `PrivateUsers=yes` the service
+/// sees every other user as 65534, so membership can only be checked by the kernel, on a
+/// socket file owned by that group, not here.
+pub fn change_authority(peer: &crate::peer::Peer, service_uid: u32) -> Option<Authority> {
+    if peer.uid == 0 {
+        Some(Authority::Root)
+    } else if peer.uid == service_uid && peer.uid != crate::peer::UNMAPPED {
+        Some(Authority::ServiceUser)
+    } else {
+        None
+    }
+}
+
 /// The service's answer. `outcome` is the exit code the CLI ends with, carried by name
 /// (`"ok"`, `"invalid_config"`, ...): an outcome this CLI does not know is a protocol error,
 /// never silently another code.
@@ -167,4 +234,75 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
             e.to_string()
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32) -> crate::peer::Peer {
+        crate::peer::Peer {
+            uid,
+            gid: uid,
+            pid: Some(7),
+        }
+    }
+
+    #[test]
+    fn only_root_and_the_service_user_may_change() {
+        let service = 990;
+        assert_eq!(change_authority(&peer(0), service), Some(Authority::Root));
+        assert_eq!(
+            change_authority(&peer(990), service),
+            Some(Authority::ServiceUser)
+        );
+        // Group `oneiric`, an unmapped user: reads only.
+        assert_eq!(change_authority(&peer(1000), service), None);
+        assert_eq!(
+            change_authority(&peer(crate::peer::UNMAPPED), service),
+            None
+        );
+        // A service running as nobody does not make every unmapped user its own.
+        assert_eq!(
+            change_authority(&peer(crate::peer::UNMAPPED), crate::peer::UNMAPPED),
+            None
+        );
+    }
+
+    #[test]
+    fn status_alone_is_a_read() {
+        let d = Domain::Adapter;
+        let k = || "cache".to_string();
+        let changes = [
+            Request::Reload,
+            Request::Swap {
+                domain: d,
+                key: k(),
+                provider: "redis".into(),
+                force: false,
+            },
+            Request::Unpin {
+                domain: d,
+                key: k(),
+            },
+            Request::Pause {
+                domain: d,
+                key: k(),
+                on: false,
+                note: None,
+            },
+            Request::Drain {
+                domain: d,
+                key: k(),
+                on: true,
+                note: None,
+            },
+        ];
+        for r in &changes {
+            assert_eq!(r.access(), Access::Change, "{}", r.op());
+        }
+        assert_eq!(Request::Status.access(), Access::Read);
+        assert_eq!(changes[1].target().as_deref(), Some("adapter/cache"));
+        assert_eq!(Request::Reload.target(), None);
+    }
 }

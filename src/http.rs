@@ -2,17 +2,25 @@
 //! `/v1/status`, `/v1/resolve/{domain}/{key}`, `/v1/explain/{domain}/{key}`.
 //!
 //! Handlers read the current snapshot from the `ArcSwap`; nothing here waits on a reload.
-//! Connections are capped, header reads time out, and oversized headers are refused.
+//! Connections are capped, header reads time out, a connection with no byte moving either way
+//! for a minute is closed (also while a response waits to be read), oversized headers are
+//! refused, and the data routes answer only the `Host:` names of this machine (DNS
+//! rebinding).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -22,6 +30,10 @@ use crate::served::View;
 
 const MAX_CONNECTIONS: usize = 1024;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// One address may hold a quarter of the slots: the others stay for everyone else.
+const MAX_PER_PEER: usize = MAX_CONNECTIONS / 4;
+/// No byte read or written for this long ends a connection (see [`Idle`]).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Request line plus headers; a GET needs far less.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -67,33 +79,182 @@ impl<'a> Route<'a> {
 pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Receiver<bool>) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut backoff = crate::backoff::AcceptBackoff::default();
+    let peers = PeerSlots::new(MAX_PER_PEER);
+    let hostname = host_name();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                // Over the cap, drop the connection at once rather than queue it.
+                let Some((stream, _)) = backoff.check("http", accepted).await else {
+                    continue;
+                };
+                // Over a cap, drop the connection at once rather than queue it.
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else { continue };
+                let Some(slot) = stream.peer_addr().ok().and_then(|a| peers.take(a.ip())) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let view = view.clone();
+                let hostname = hostname.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let view = view.clone();
-                    async move { Ok::<_, Infallible>(handle(&req, &view)) }
+                    let hostname = hostname.clone();
+                    async move { Ok::<_, Infallible>(handle(&req, &view, hostname.as_deref())) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
                     .max_buf_size(MAX_HEADER_BYTES)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(Idle::new(stream, IDLE_TIMEOUT)), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
-                    drop(permit);
+                    drop((permit, slot));
                 });
             }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// Connections per peer address. `take` is the one way in, dropping the slot the one way
+/// out, so the count cannot drift from the connections alive.
+#[derive(Clone)]
+struct PeerSlots {
+    max: usize,
+    held: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+struct PeerSlot {
+    ip: std::net::IpAddr,
+    slots: PeerSlots,
+}
+
+impl PeerSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    fn take(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let n = held.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            ip,
+            slots: self.clone(),
+        })
+    }
+
+    #[cfg(test)]
+    fn held(&self, ip: std::net::IpAddr) -> usize {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's idle deadline: no byte read or written for `idle` ends it with
+/// `TimedOut`. hyper's header timeout covers only the wait for a request's head; this also
+/// covers a response the peer never reads (its receive window full, pipelined requests
+/// queued behind it) and a keep-alive connection left open, either of which would otherwise
+/// hold one of the `MAX_CONNECTIONS` slots for good.
+struct Idle<S> {
+    inner: S,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// After a pending read or write: whether the deadline has passed (polling it also asks
+    /// to be woken when it does).
+    fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn after<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.expired(cx),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.after(polled, cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after(polled, cx)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.after(polled, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn respond(
@@ -128,7 +289,49 @@ fn error(view: &View, status: StatusCode, message: &str) -> Response<Full<Bytes>
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn handle<B>(req: &Request<B>, view: &View) -> Response<Full<Bytes>> {
+/// The name a client on this network may rightly call the machine by, read once. From
+/// uname(2): the unit's `ProcSubset=pid` hides /proc/sys/kernel/hostname.
+fn host_name() -> Option<Arc<str>> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is 256 writable bytes; gethostname writes at most that many.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end])
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(Arc::from)
+}
+
+/// Whether a `Host:` value may be served the data routes (`/metrics`, `/v1/*`). A web page
+/// that rebinds its own name to 127.0.0.1 reaches this listener with that name in `Host:`
+/// (DNS rebinding); a client of this machine names it by an IP address, `localhost`, its
+/// host name, or a name `http.allowed_hosts` adds. Names compare without case, port and
+/// trailing dot.
+pub fn host_allowed(host: &str, hostname: Option<&str>, allowed: &[String]) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').is_some_and(|(addr, port)| {
+            addr.parse::<std::net::Ipv6Addr>().is_ok()
+                && (port.is_empty()
+                    || port
+                        .strip_prefix(':')
+                        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        });
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || hostname.is_some_and(|h| h.eq_ignore_ascii_case(name))
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+fn handle<B>(req: &Request<B>, view: &View, hostname: Option<&str>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let Some(route) = Route::parse(path) else {
         return error(
@@ -146,6 +349,28 @@ fn handle<B>(req: &Request<B>, view: &View) -> Response<Full<Bytes>> {
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(Route::METHODS));
         return r;
+    }
+    // Health answers whatever the name: it says nothing, and load balancers probe by theirs.
+    // A request without `Host` (HTTP/1.0) is served: browsers always send one.
+    if !matches!(route, Route::Healthz | Route::Readyz) {
+        if let Some(host) = req.headers().get(HOST) {
+            let host = String::from_utf8_lossy(host.as_bytes());
+            let allowed = host_allowed(
+                &host,
+                hostname,
+                &view.served().settings.settings.http.allowed_hosts,
+            );
+            if !allowed {
+                return error(
+                    view,
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "Host `{}` is not a name of this listener (DNS rebinding protection); to serve it, add it to http.allowed_hosts",
+                        crate::text::one_line(&host)
+                    ),
+                );
+            }
+        }
     }
     match route {
         Route::Metrics => match view.metrics().encode() {
@@ -336,7 +561,127 @@ mod tests {
             .uri(uri)
             .body(())
             .expect("request");
-        handle(&req, view)
+        handle(&req, view, Some("node1"))
+    }
+
+    fn get_as(view: &View, host: &str, uri: &str) -> StatusCode {
+        let req = Request::builder()
+            .uri(uri)
+            .header(HOST, host)
+            .body(())
+            .expect("request");
+        handle(&req, view, Some("node1")).status()
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_of_the_connections() {
+        let slots = PeerSlots::new(3);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let mut held: Vec<PeerSlot> = (0..3).map(|_| slots.take(a).expect("slot")).collect();
+        assert!(slots.take(a).is_none(), "a fourth connection from one peer");
+        let other = slots.take(b).expect("another peer still gets one");
+        held.pop();
+        assert_eq!(slots.held(a), 2);
+        held.push(slots.take(a).expect("a slot freed by a closed connection"));
+        drop(held);
+        drop(other);
+        assert_eq!((slots.held(a), slots.held(b)), (0, 0));
+        assert!(
+            slots.held.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_loses_the_connection_at_the_idle_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // The peer connects and never reads.
+        let _peer = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut conn = Idle::new(stream, Duration::from_millis(300));
+        let chunk = vec![b'x'; 64 * 1024];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = conn.write_all(&chunk).await {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never timed out"
+            );
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Progress keeps a connection alive: a read that gets bytes resets the deadline.
+        let (mut a, b) = tokio::io::duplex(64);
+        let mut b = Idle::new(b, Duration::from_millis(300));
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            a.write_all(b"ping").await.expect("write");
+            let mut buf = [0u8; 4];
+            b.read_exact(&mut buf)
+                .await
+                .expect("read within the deadline");
+        }
+        let mut buf = [0u8; 1];
+        let idle = b.read(&mut buf).await.expect_err("an idle read times out");
+        assert_eq!(idle.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn host_names_of_this_machine_are_served_and_others_are_not() {
+        let allowed = ["metrics.example.org".to_string()];
+        let ok = |h| host_allowed(h, Some("node1"), &allowed);
+        for h in [
+            "127.0.0.1:9090",
+            "127.0.0.1",
+            "10.1.2.3:9090",
+            "[::1]:9090",
+            "[fe80::1]",
+            "localhost:9090",
+            "LOCALHOST.",
+            "node1:9090",
+            "Metrics.Example.Org:443",
+        ] {
+            assert!(ok(h), "{h}");
+        }
+        for h in [
+            "attacker.example:9090",
+            "127.0.0.1.attacker.example",
+            "localhost.attacker.example",
+            "node1.attacker.example",
+            "[::1",
+            "[::1]x",
+            "[evil]:80",
+            "",
+        ] {
+            assert!(!ok(h), "{h}");
+        }
+        assert!(!host_allowed("node1", None, &[]));
+    }
+
+    #[test]
+    fn a_rebound_name_gets_no_data_but_health_answers() {
+        let (ready, view) = view();
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        for path in ["/v1/status", "/metrics", "/v1/resolve/adapter/cache"] {
+            assert_eq!(
+                get_as(&view, "rebind.attacker.example:9090", path),
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            get_as(&view, "127.0.0.1:9090", "/v1/status"),
+            StatusCode::OK
+        );
+        assert_eq!(get_as(&view, "node1:9090", "/metrics"), StatusCode::OK);
+        assert_eq!(
+            get_as(&view, "rebind.attacker.example", "/healthz"),
+            StatusCode::OK
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod activity;
 pub mod alloc;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -24,6 +25,7 @@ pub mod instance;
 pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
+pub mod peer;
 pub mod persisted;
 pub mod probe;
 pub mod remote;

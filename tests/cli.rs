@@ -321,6 +321,49 @@ fn settings_errors_name_file_line_field_and_variable() {
     assert!(stderr(&o).contains("ONEIRIC_STACK_ORDER"), "{}", stderr(&o));
 }
 
+#[test]
+fn numbers_too_large_for_a_deadline_are_refused_not_a_panic() {
+    let sb = Sandbox::new();
+    let huge = u64::MAX.to_string();
+    for args in [
+        vec!["reload", "--timeout", huge.as_str()],
+        vec!["orchestrate", "--refresh-interval", huge.as_str()],
+        vec!["remote-sync", "--refresh-interval", "0"],
+    ] {
+        let o = sb.run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(args[1]) && !stderr(&o).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    sb.write(
+        "etc/remote.yml",
+        &format!(
+            "circuit_breaker_reset: {huge}
+"
+        ),
+    );
+    let o = sb.run(&["check"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("remote.circuit_breaker_reset") && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(sb.path("etc/remote.yml")).unwrap();
+    let mut c = sb.cmd(&["check"]);
+    c.env("ONEIRIC_REMOTE__LATENCY_BUDGET_MS", &huge);
+    let o = run_with_timeout(c, Duration::from_secs(30));
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("remote.latency_budget_ms"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 fn write_settings(sb: &Sandbox, probe_port: u16) {
     sb.write(
         "etc/adapters.yml",

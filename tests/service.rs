@@ -928,3 +928,201 @@ fn manifest_text_reaches_status_and_the_terminal_on_one_line_without_escapes() {
     let list = stdout(&sb.run(&["--manifest", evil, "list"]));
     assert!(list.contains("evil\\u{1b}]0;pwned\\u{7}.yaml"), "{list}");
 }
+
+#[test]
+fn a_page_that_rebinds_its_name_to_the_listener_reads_nothing() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    sb.write("etc/http.yml", "allowed_hosts: [prometheus.example.org]\n");
+    let svc = Service::start(&sb, None, None, &[]);
+    let get = |host: &str, path: &str| {
+        raw_http(
+            svc.port,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let (status, body) = get("rebind.attacker.example:9090", "/v1/status");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("http.allowed_hosts"), "{body}");
+    assert_eq!(get("rebind.attacker.example", "/metrics").0, 403);
+    assert_eq!(get("rebind.attacker.example", "/healthz").0, 200);
+    let port = svc.port.to_string();
+    assert_eq!(
+        get(&format!("127.0.0.1:{port}"), "/v1/resolve/adapter/cache").0,
+        200
+    );
+    assert_eq!(get("prometheus.example.org", "/metrics").0, 200);
+}
+
+/// utime + stime of a process, in seconds (/proc/PID/stat, clock ticks of 1/100 s).
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_pauses_instead_of_spinning() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let svc = Service::start(&sb, None, None, &[]);
+    let pid = svc.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // A few descriptors above what it holds: the connections below use them up.
+    let limit = open + 8;
+    let o = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let conns: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", svc.port)).expect("connect"))
+        .collect();
+    let log = || std::fs::read_to_string(sb.path("service.log")).unwrap_or_default();
+    let count = |needle: &str| log().matches(needle).count();
+    assert!(
+        poll_until(Duration::from_secs(10), || count("accept failed") >= 1),
+        "no accept failure logged: {}",
+        log()
+    );
+    // A loop retrying at once would burn about the whole window on one core.
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let burnt = cpu_seconds(pid) - before;
+    assert!(
+        burnt < 0.5,
+        "{burnt:.2} s of CPU in 2 s while out of descriptors"
+    );
+    assert_eq!(
+        count("accept failed"),
+        1,
+        "said once per run, not per failure"
+    );
+    drop(conns);
+    assert!(
+        poll_until(Duration::from_secs(20), || http(
+            svc.port, "GET", "/healthz"
+        )
+        .0 == 200),
+        "no answer after the descriptors came back"
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || count("accepting again after")
+            >= 1),
+        "{}",
+        log()
+    );
+}
+
+/// `oneiric ARGS` run by `setpriv` as uid/gid 65534, from a copy of the binary that user can
+/// execute (the build tree may sit under /root).
+fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let copy = sb.path("oneiric-for-nobody");
+    if !copy.exists() {
+        std::fs::copy(BIN, &copy).expect("copy the binary");
+    }
+    let template = sb.cmd(&[]);
+    let mut c = std::process::Command::new("setpriv");
+    c.env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    run_with_timeout(c, Duration::from_secs(60))
+}
+
+#[test]
+fn the_control_socket_lets_its_group_read_and_only_root_change() {
+    use std::os::unix::fs::PermissionsExt;
+    if oneiric::peer::own_uid() != 0 {
+        eprintln!(
+            "SKIPPED: connecting as another user takes root (CI runs this as root); \
+             the rule itself is tested in control::tests"
+        );
+        return;
+    }
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    for d in ["", "etc", "state", "cache", "run"] {
+        std::fs::set_permissions(sb.path(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let svc = Service::start(&sb, None, None, &[]);
+    // The socket's mode lets group `oneiric` connect; here gid 65534 plays that group.
+    std::os::unix::fs::chown(sb.path("run/control.sock"), None, Some(65534)).unwrap();
+
+    // A reader: status answers from the service.
+    let o = as_nobody(&sb, &["status", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["service"]["generation"].is_u64(), "{v}");
+
+    // Neither root nor the service's user: every change is refused, nothing changes.
+    for args in [
+        &["pause", "adapter", "cache"][..],
+        &["swap", "adapter", "cache", "fallback"],
+        &["reload"],
+    ] {
+        let o = as_nobody(&sb, args);
+        assert_eq!(code(&o), 6, "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("permission denied") && e.contains("uid 65534") && e.contains("sudo"),
+            "{e}"
+        );
+    }
+    assert_eq!(resolve(&svc), "redis");
+    let o = sb.run(&["activity", "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "a refused pause left a flag");
+
+    // Root (the test) changes it.
+    let o = sb.run(&["pause", "adapter", "cache", "--note", "by root"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Every change request is on record with who sent it, newest first.
+    let o = sb.run(&["activity", "--changes", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = log.as_array().unwrap();
+    let summary: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap_or_default().to_string(),
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+                r["uid"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let row = |op: &str, outcome: &str, uid| (op.to_string(), outcome.to_string(), uid);
+    assert_eq!(
+        summary,
+        [
+            row("pause", "ok", 0),
+            row("reload", "refused", 65534),
+            row("swap", "refused", 65534),
+            row("pause", "refused", 65534),
+        ],
+        "{log}"
+    );
+    assert_eq!(rows[2]["target"], "adapter/cache");
+    assert!(rows[1]["pid"].as_u64().is_some_and(|p| p > 0), "{log}");
+    let journal = std::fs::read_to_string(sb.path("service.log")).unwrap();
+    assert!(
+        journal.contains("control: swap adapter/cache by uid 65534")
+            && journal.contains("refused: not allowed to change the service")
+            && journal.contains("control: pause adapter/cache by uid 0"),
+        "{journal}"
+    );
+    drop(svc);
+}

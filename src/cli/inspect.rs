@@ -158,7 +158,11 @@ struct KeyView {
 pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bool) -> CliResult {
     let world = load_world(ctx)?;
     let lifecycle = read_status(ctx);
-    let activity = ActivityStore::open(&ctx.dirs.state).ok();
+    // Read-only: inspecting never creates or changes the service's database.
+    let activity = ActivityStore::open_read_only(&ctx.dirs.state).unwrap_or_else(|e| {
+        eprintln!("warning: pause and drain flags not shown: {e}");
+        None
+    });
     let mut views = Vec::new();
     for d in Domain::ALL
         .into_iter()

@@ -159,9 +159,43 @@ pub fn drain(ctx: &Ctx, domain: Domain, key: &str, on: bool, note: Option<String
     flag(ctx, domain, key, on, note, true)
 }
 
-pub fn activity(ctx: &Ctx) -> CliResult {
-    let store = ActivityStore::open(&ctx.dirs.state)?;
-    let all = store.all()?;
+/// Rows `activity --changes` shows.
+const CHANGES_SHOWN: usize = 50;
+
+pub fn activity(ctx: &Ctx, changes: bool) -> CliResult {
+    // Read-only: listing never creates or changes the service's database.
+    let store = ActivityStore::open_read_only(&ctx.dirs.state)?;
+    if changes {
+        let rows = match &store {
+            Some(s) => s.requests(CHANGES_SHOWN)?,
+            None => Vec::new(),
+        };
+        ctx.print(&rows, || {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        crate::text::fmt_unix(r.at_unix),
+                        r.uid.to_string(),
+                        r.pid.map(|p| p.to_string()).unwrap_or_default(),
+                        r.op.clone(),
+                        r.target.clone().unwrap_or_default(),
+                        r.outcome.clone(),
+                        r.message.clone(),
+                    ]
+                })
+                .collect();
+            table::render(
+                &["AT", "UID", "PID", "OP", "TARGET", "OUTCOME", "MESSAGE"],
+                &cells,
+            )
+        });
+        return Ok(Exit::Ok);
+    }
+    let all = match &store {
+        Some(s) => s.all()?,
+        None => Vec::new(),
+    };
     ctx.print(&all, || {
         let rows: Vec<Vec<String>> = all
             .iter()

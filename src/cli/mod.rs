@@ -174,8 +174,13 @@ pub enum Command {
         #[arg(long)]
         clear: bool,
     },
-    /// List paused and draining keys
-    Activity,
+    /// List paused and draining keys; with --changes, who changed the service through the control socket
+    Activity {
+        /// The newest change requests (reload, swap, unpin, pause, drain) the service was
+        /// sent, allowed or refused, with the peer's uid and pid
+        #[arg(long)]
+        changes: bool,
+    },
     /// Sign, verify, pack manifests; make keys
     #[command(subcommand)]
     Manifest(manifest_cmd::ManifestCommand),
@@ -183,8 +188,8 @@ pub enum Command {
     Orchestrate(OrchestrateArgs),
     /// Ask the running service to reload; returns when the reload finished (the unit's ExecReload)
     Reload {
-        /// Seconds to wait for the service's answer
-        #[arg(long, default_value_t = 60)]
+        /// Seconds to wait for the service's answer (at most a day)
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timeout: u64,
     },
     /// Fetch remote manifests into the cache now (conditional request, retries, signature check)
@@ -192,7 +197,7 @@ pub enum Command {
         /// Keep syncing every --refresh-interval seconds
         #[arg(long)]
         watch: bool,
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
         refresh_interval: Option<u64>,
     },
     /// Show the cached remote manifests: age, ETag, last result, rollback mark
@@ -230,8 +235,8 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct OrchestrateArgs {
-    /// Seconds between re-reads of settings and manifests
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds between re-reads of settings and manifests (at most a week)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub refresh_interval: Option<u64>,
     /// Port of the HTTP listener (metrics and API) [env: PROMETHEUS_METRICS_PORT]
     #[arg(long, value_name = "PORT")]
@@ -374,7 +379,7 @@ fn run(ctx: &Ctx, command: Command) -> CliResult {
             note,
             clear,
         } => lifecycle::drain(ctx, domain, &key, !clear, note),
-        Command::Activity => lifecycle::activity(ctx),
+        Command::Activity { changes } => lifecycle::activity(ctx, changes),
         Command::Manifest(m) => manifest_cmd::run(ctx, m),
         Command::Orchestrate(args) => service::orchestrate(ctx, args),
         Command::Reload { timeout } => service::reload(ctx, timeout),

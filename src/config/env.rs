@@ -230,6 +230,9 @@ fn coerce(current: &Value, raw: &str) -> Result<Value, String> {
                 Ok(Value::Bool(b))
             } else if let Ok(i) = t.parse::<i64>() {
                 Ok(Value::from(i))
+            } else if let Ok(u) = t.parse::<u64>() {
+                // Above i64::MAX: an integer still, or an optional u64 reads it as a float.
+                Ok(Value::from(u))
             } else if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
                 Ok(Value::Number(n))
             } else {

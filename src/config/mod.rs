@@ -186,6 +186,17 @@ impl Settings {
                 ));
             }
         }
+        // Added to `Instant::now()`: an absurd value would overflow it and abort the process.
+        if r.circuit_breaker_reset > 86_400 {
+            return Err(
+                "remote.circuit_breaker_reset: must be at most 86400 seconds (a day)".into(),
+            );
+        }
+        if r.latency_budget_ms
+            .is_some_and(|ms| ms == 0 || ms > 3_600_000)
+        {
+            return Err("remote.latency_budget_ms: must be within 1..=3600000 (an hour)".into());
+        }
         if r.max_clock_skew_seconds > 86_400 {
             return Err("remote.max_clock_skew_seconds: must be at most 86400 (one day)".into());
         }
@@ -201,6 +212,19 @@ impl Settings {
                 "http.address: `{}` is not an IP address",
                 self.http.address
             ));
+        }
+        for (i, name) in self.http.allowed_hosts.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err(format!(
+                    "http.allowed_hosts[{i}]: `{}` is not a host name (letters, digits, `.` and `-`; no port)",
+                    crate::text::one_line(name)
+                ));
+            }
         }
         for (name, v) in [
             (
@@ -460,6 +484,9 @@ pub struct HttpSettings {
     pub enabled: bool,
     pub address: String,
     pub port: u16,
+    /// Names besides IP addresses, `localhost` and the host name that `/metrics` and `/v1/*`
+    /// answer in `Host:` (DNS rebinding protection), e.g. the name Prometheus scrapes by.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -468,6 +495,7 @@ impl Default for HttpSettings {
             enabled: true,
             address: "127.0.0.1".into(),
             port: 9090,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -528,6 +556,36 @@ mod tests {
                 .unwrap_err()
                 .contains("lifecycle.health_timeout")
         );
+    }
+
+    #[test]
+    fn numbers_that_would_overflow_a_deadline_are_refused() {
+        let mut s = Settings::default();
+        s.remote.circuit_breaker_reset = u64::MAX;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .starts_with("remote.circuit_breaker_reset: ")
+        );
+        s.remote.circuit_breaker_reset = 60;
+        s.remote.latency_budget_ms = Some(u64::MAX);
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .starts_with("remote.latency_budget_ms: ")
+        );
+        s.remote.latency_budget_ms = Some(500);
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn allowed_hosts_are_host_names() {
+        let mut s = Settings::default();
+        s.http.allowed_hosts = vec!["prom.example.org".into(), "node-1".into()];
+        assert_eq!(s.validate(), Ok(()));
+        s.http.allowed_hosts.push("evil:9090".into());
+        let e = s.validate().unwrap_err();
+        assert!(e.starts_with("http.allowed_hosts[2]: "), "{e}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The service side of the control socket: reload, swap, unpin, pause, drain, status. Every
-//! change goes through the state owner; answers carry the typed outcome.
+//! change goes through the state owner; answers carry the typed outcome. Who may change is
+//! decided per request from the peer's kernel credentials (`peer`, `control::change_authority`):
+//! every change request, allowed or not, goes to the journal and the activity store's log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,26 +9,49 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::{Service, Trigger};
-use crate::control::{MAX_REQUEST_BYTES, Request, Response};
+use crate::activity::ControlRecord;
+use crate::control::{self, Access, MAX_REQUEST_BYTES, Request, Response};
 use crate::errors::HasExit;
 use crate::exit::Exit;
 use crate::lifecycle::{self, SwapRequest};
+use crate::peer::{self, Peer};
+
+/// Connections served at once. Past it, clients wait in the socket's listen backlog rather
+/// than in this process's memory.
+const MAX_CONNECTIONS: usize = 32;
+/// For the request line to arrive, and for the answer to be taken.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve(
     listener: UnixListener,
     service: Arc<Service>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = crate::backoff::AcceptBackoff::default();
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => return,
+            permit = Arc::clone(&limit).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Some((stream, _)) = backoff.check("control socket", accepted).await else {
+                    continue;
+                };
                 let service = Arc::clone(&service);
-                tokio::spawn(async move { handle(stream, service).await });
+                tokio::spawn(async move {
+                    handle(stream, service).await;
+                    drop(permit);
+                });
             }
         }
     }
@@ -45,22 +70,107 @@ fn failed(e: &(impl HasExit + std::fmt::Display)) -> Response {
 }
 
 async fn handle(stream: tokio::net::UnixStream, service: Arc<Service>) {
+    // Taken before anything is read: what the kernel recorded at connect time.
+    let peer = Peer::of(&stream);
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64));
-    let got = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
+    let got = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
     let response = match got {
         Err(_) => reply(Exit::Usage, "request timed out", Value::Null),
         Ok(Err(e)) => reply(Exit::Usage, format!("read error: {e}"), Value::Null),
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
             Err(e) => reply(Exit::Usage, format!("bad request: {e}"), Value::Null),
-            Ok(req) => dispatch(req, &service).await,
+            Ok(req) => match &peer {
+                Ok(peer) => authorised(req, peer, &service).await,
+                Err(e) => reply(
+                    Exit::Failure,
+                    format!("cannot tell who sent the request (SO_PEERCRED): {e}"),
+                    Value::Null,
+                ),
+            },
         },
     };
     if let Ok(mut bytes) = serde_json::to_vec(&response) {
         bytes.push(b'\n');
-        let _ = write.write_all(&bytes).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&bytes)).await;
     }
+}
+
+/// Reads are answered for anyone who could connect; changes only for the peers
+/// `control::change_authority` names, and every change request is journalled and recorded.
+async fn authorised(req: Request, peer: &Peer, service: &Arc<Service>) -> Response {
+    if req.access() == Access::Read {
+        return dispatch(req, service).await;
+    }
+    let (op, target) = (req.op(), req.target());
+    let allowed = control::change_authority(peer, peer::own_uid()).is_some();
+    let response = if allowed {
+        dispatch(req, service).await
+    } else {
+        reply(Exit::Refused, denial(op, peer), Value::Null)
+    };
+    audit(service, peer, op, target, allowed, &response).await;
+    response
+}
+
+fn denial(op: &str, peer: &Peer) -> String {
+    format!(
+        "permission denied: `{op}` changes the service, and {} is neither root nor the service's user; \
+         members of group `oneiric` may read (`oneiric status`). Run it with sudo",
+        peer.describe()
+    )
+}
+
+async fn audit(
+    service: &Service,
+    peer: &Peer,
+    op: &'static str,
+    target: Option<String>,
+    allowed: bool,
+    response: &Response,
+) {
+    let outcome = serde_json::to_value(response.outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let message = crate::text::one_line(&response.message).into_owned();
+    let on = target
+        .as_deref()
+        .map(|t| format!(" {t}"))
+        .unwrap_or_default();
+    let pid = peer.pid.unwrap_or(0);
+    if allowed {
+        tracing::info!(
+            oneiric_event = "control_change",
+            oneiric_peer_uid = peer.uid,
+            oneiric_peer_pid = pid,
+            oneiric_op = op,
+            "control: {op}{on} by {}: {outcome}: {message}",
+            peer.describe()
+        );
+    } else {
+        tracing::warn!(
+            oneiric_event = "control_denied",
+            oneiric_peer_uid = peer.uid,
+            oneiric_peer_pid = pid,
+            oneiric_op = op,
+            "control: {op}{on} by {} refused: not allowed to change the service",
+            peer.describe()
+        );
+    }
+    service
+        .owner
+        .record_request(ControlRecord {
+            at_unix: crate::served::unix_now_i64(),
+            uid: peer.uid,
+            pid: peer.pid,
+            op: op.to_owned(),
+            target,
+            outcome,
+            message,
+        })
+        .await;
 }
 
 async fn dispatch(req: Request, service: &Arc<Service>) -> Response {

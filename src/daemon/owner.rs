@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use crate::activity::{Activity, ActivityError, ActivityStore};
+use crate::activity::{Activity, ActivityError, ActivityStore, ControlRecord};
 use crate::domain::Domain;
 use crate::engine::{self, LoadedSettings, ManifestReport, World};
 use crate::lifecycle::{self, Activation, LifecycleError, LifecycleStatus, Pins, Probed};
@@ -478,6 +478,17 @@ impl StateOwner {
     ) -> Result<(Activity, &'static str), ActivityError> {
         self.transition(|inner, _| (None, inner.activity.set_flag(drain, domain, key, on, note)))
             .await
+    }
+
+    /// Appends a control request (allowed or refused) to the activity store's log. A failed
+    /// write is logged: the request's own answer does not depend on it.
+    pub async fn record_request(&self, rec: ControlRecord) {
+        let written = self
+            .transition(|inner, _| (None, inner.activity.record_request(&rec)))
+            .await;
+        if let Err(e) = written {
+            tracing::error!(oneiric_event = "activity_error", "{e}");
+        }
     }
 
     /// Writes the lifecycle status (at shutdown).
