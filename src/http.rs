@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -36,6 +36,12 @@ const MAX_PER_PEER: usize = MAX_CONNECTIONS / 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Request line plus headers; a GET needs far less.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a stopping server keeps its kept-alive connections open so that each client's
+/// next request is answered, with `Connection: close`, instead of meeting a closed socket.
+/// HTTP/1.1 cannot tell an idle client the server is going, so closing at once loses the
+/// request a client had already sent (RFC 9112 9.3.1: only some clients retry it). Connections
+/// still open after this are closed as before; active clients are done within one request.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// Every endpoint: the one route table, from which the 404/405 answers and the ready log
 /// line are derived.
@@ -97,10 +103,21 @@ pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Recei
                 let _ = stream.set_nodelay(true);
                 let view = view.clone();
                 let hostname = hostname.clone();
+                let stopping = shutdown.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let view = view.clone();
                     let hostname = hostname.clone();
-                    async move { Ok::<_, Infallible>(handle(&req, &view, hostname.as_deref())) }
+                    let closing = *stopping.borrow();
+                    async move {
+                        let mut response = handle(&req, &view, hostname.as_deref());
+                        if closing {
+                            // hyper closes the connection once this response is written.
+                            response
+                                .headers_mut()
+                                .insert(CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -115,6 +132,10 @@ pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Recei
             }
         }
     }
+    // Every connection holds one of `limit`'s permits until it ends: all of them back means
+    // every client has had its `Connection: close` answer.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(CLOSE_GRACE, limit.acquire_many(all)).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 

@@ -1126,3 +1126,87 @@ fn the_control_socket_lets_its_group_read_and_only_root_change() {
     );
     drop(svc);
 }
+
+/// Reads one response from a kept-alive connection: the head, then `Content-Length` bytes.
+/// `None` when the connection closed (or reset) before a whole response came.
+fn read_one_response(c: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).ok()?;
+    Some(head)
+}
+
+#[test]
+fn a_stopping_service_answers_the_next_request_of_a_kept_alive_client() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let http_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http_l.local_addr().unwrap().port();
+    let control = std::os::unix::net::UnixListener::bind(sb.path("run/control.sock")).unwrap();
+    let fds = [
+        ("http", http_l.as_raw_fd()),
+        ("control", control.as_raw_fd()),
+    ];
+    let port_arg = port.to_string();
+    let args = ["--http-port", port_arg.as_str()];
+    let mut service = start_activated(&sb, &fds, &args, None);
+    assert!(wait_healthy(port), "service did not answer");
+
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = b"GET /v1/resolve/adapter/cache HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    c.write_all(request).unwrap();
+    let head = read_one_response(&mut c).expect("the first answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // The client is idle when the service is told to stop, as a kept-alive client mostly is;
+    // its next request must be answered (and told to reconnect), not met by a closed socket.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status();
+    let told = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut asked = 0;
+    loop {
+        asked += 1;
+        c.write_all(request).unwrap();
+        let head = read_one_response(&mut c).unwrap_or_else(|| {
+            panic!(
+                "request {asked} after SIGTERM ({} ms): the connection closed without an answer",
+                told.elapsed().as_millis()
+            )
+        });
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        if head.to_ascii_lowercase().contains("connection: close") {
+            break;
+        }
+        assert!(
+            told.elapsed() < Duration::from_secs(10),
+            "no `Connection: close` answer 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let done = poll_until(Duration::from_secs(20), || {
+        matches!(service.try_wait(), Ok(Some(_)))
+    });
+    assert!(done, "service did not stop on SIGTERM");
+}

@@ -118,7 +118,8 @@ cleanup() {
 trap cleanup EXIT
 
 PKGS=systemd,systemd-sysv,dbus,udev,kmod,linux-image-$ARCH,initramfs-tools
-PKGS+=,apparmor,procps,iproute2,curl,ca-certificates,adduser,passwd,less,libsqlite3-0
+# wrk: the load side of the client loops (issue 18: at least 200 requests a second).
+PKGS+=,apparmor,procps,iproute2,curl,wrk,ca-certificates,adduser,passwd,less,libsqlite3-0
 # trixie: rpm for the rpm scenario, dnf (and gpg, for repo_gpgcheck) for the dnf one.
 if [ "$DIST" = trixie ]; then PKGS+=,rpm,dnf,gpg; fi
 

@@ -165,14 +165,21 @@ apt_update_refused() {
   [ "$rc" != 0 ] || fail "$what: apt-get update --error-on=any exited 0"
 }
 
-# --- a client through restarts, crashes and upgrades (issue 18) -------------------------
-# One curl process asking /v1/resolve/... over and over (URL globbing: sequential requests
-# on a kept-alive connection, a new connection when the server closes it, as HTTP clients
-# do), one line per request: status code and seconds. Connection errors go to .err, one
-# `curl: (N) ...` line per failed request (7: refused). The glob is in the fragment, which
-# curl never sends: every request is the same path (a query string would be a 400, the API
-# refuses unknown parameters).
+# --- clients through restarts, crashes and upgrades (issue 18) -------------------------
+# Two clients at once, from the moment both are answered until the event is over:
+# - curl asking /v1/resolve/... over and over (URL globbing: sequential requests on a
+#   kept-alive connection, a new connection when the server closes it, and one retry when a
+#   reused connection dies before answering, as HTTP clients do), one line per request:
+#   status code and seconds. Connection errors go to .err, one `curl: (N) ...` line per
+#   failed request (7: refused). The glob is in the fragment, which curl never sends: every
+#   request is the same path (a query string would be a 400, the API refuses unknown
+#   parameters).
+# - wrk on LOAD_CONNECTIONS kept-alive connections, which never retries: it is the load (one
+#   curl under emulation asks 70-170 a second, the issue asks for 200) and the strict count.
+#   Its summary, printed when it is interrupted, counts refused connections (connect), requests
+#   whose connection closed before the answer (read), timeouts and non-2xx answers.
 LOAD_URL=$HTTP/v1/resolve/adapter/cache
+LOAD_CONNECTIONS=4
 # shellcheck disable=SC2034 # read by the host (run.sh prints it): one line per measured event
 FIGURES=$RESULTS/figures
 load_start() { # load_start NAME
@@ -181,17 +188,31 @@ load_start() { # load_start NAME
   curl -sS --max-time 120 -o /dev/null -w '%{http_code} %{time_total}\n' "$LOAD_URL#[1-999999999]" \
     >"$f.out" 2>"$f.err" </dev/null &
   echo $! >"$f.pid"
+  wrk -t1 -c"$LOAD_CONNECTIONS" -d1h --timeout 120s "$LOAD_URL" >"$f.wrk" 2>&1 </dev/null &
+  echo $! >"$f.wrkpid"
   date +%s.%N >"$f.t0"
   # Answered before the event, or the event would be measured against a client still starting.
   wait_for 30 "the client loop ($1) to get answers" grep -m1 '^200 ' "$f.out"
 }
-# load_stop NAME EVENT: stops the client, records its figures in $FIGURES and fails unless
-# every request was answered 200.
+# wrk's time with its unit (750.00us, 12.30ms, 2.05s, 1.10m) in seconds.
+wrk_seconds() {
+  awk -v t="$1" 'BEGIN { v = t + 0; u = t; sub(/^[0-9.]+/, "", u)
+    f = (u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : (u == "s") ? 1 : (u == "m") ? 60 : (u == "h") ? 3600 : -1
+    if (f < 0) exit 1; printf "%.3f", v * f }'
+}
+# load_stop NAME EVENT [KILLED]: stops both clients, records their figures in $FIGURES and
+# fails unless every curl request was answered 200 and wrk saw no refused connection, no
+# timeout, no write error and no answer other than 2xx. Requests whose connection closed
+# unanswered fail it too, except, with KILLED=killed, at most one per wrk connection: those
+# the killed process had accepted and was answering when it died (no server can answer
+# them; curl's retry shows a client that retries, as HTTP clients do, is answered).
 load_stop() {
-  local f=$STATE/load-$1 event=$2 pid t0 t1 n failed refused errors worst rate up
+  local f=$STATE/load-$1 event=$2 killed=${3:-} pid t0 t1 n failed refused errors worst rate up
   pid=$(cat "$f.pid")
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  kill -INT "$(cat "$f.wrkpid")" 2>/dev/null || true
+  wait "$(cat "$f.wrkpid")" 2>/dev/null || true
   t0=$(cat "$f.t0"); t1=$(date +%s.%N)
   # A line cut off by the kill is not a request.
   grep -E '^[0-9]{3} [0-9.]+$' "$f.out" >"$f.done" || true
@@ -204,10 +225,45 @@ load_stop() {
   # A sequential client asks nothing while its one request waits out the event: the rate
   # while the service answers leaves that wait out.
   up=$(awk -v n="$n" -v a="$t0" -v b="$t1" -v w="$worst" 'BEGIN { d = b - a - w; printf "%.0f", (d > 0 ? (n - 1) / d : 0) }')
-  local line="$event: $n requests, $failed failed, $refused refused, worst ${worst} s, ${rate}/s (${up}/s outside the longest wait)"
+
+  local w=$f.wrk wn wsecs wmax wconnect=0 wread=0 wwrite=0 wtimeout=0 wnon2xx=0 wrate wup
+  cat "$w"
+  wn=$(sed -nE 's/^ *([0-9]+) requests in ([0-9.]+[a-z]+),.*/\1/p' "$w")
+  wsecs=$(sed -nE 's/^ *([0-9]+) requests in ([0-9.]+[a-z]+),.*/\2/p' "$w")
+  wmax=$(awk '$1 == "Latency" { print $4; exit }' "$w")
+  if [ -z "$wn" ] || [ -z "$wsecs" ] || [ -z "$wmax" ]; then fail "$event: wrk printed no summary: $(head -c 300 "$w")"; fi
+  wsecs=$(wrk_seconds "$wsecs") || fail "$event: wrk's run time '$wsecs' has an unknown unit"
+  wmax=$(wrk_seconds "$wmax") || fail "$event: wrk's longest wait '$wmax' has an unknown unit"
+  local errline
+  errline=$(grep -E '^ *Socket errors:' "$w" || true)
+  if [ -n "$errline" ]; then
+    wconnect=$(sed -nE 's/.*connect ([0-9]+).*/\1/p' <<<"$errline")
+    wread=$(sed -nE 's/.*read ([0-9]+).*/\1/p' <<<"$errline")
+    wwrite=$(sed -nE 's/.*write ([0-9]+).*/\1/p' <<<"$errline")
+    wtimeout=$(sed -nE 's/.*timeout ([0-9]+).*/\1/p' <<<"$errline")
+  fi
+  wnon2xx=$(sed -nE 's/^ *Non-2xx or 3xx responses: ([0-9]+).*/\1/p' "$w")
+  wnon2xx=${wnon2xx:-0}
+  wrate=$(awk -v n="$wn" -v d="$wsecs" 'BEGIN { printf "%.0f", (d > 0 ? n / d : 0) }')
+  # wrk's connections all wait out the event together: its rate outside that wait.
+  wup=$(awk -v n="$wn" -v d="$wsecs" -v w="$wmax" 'BEGIN { d -= w; printf "%.0f", (d > 0 ? n / d : 0) }')
+
+  local together line
+  together=$(awk -v n=$((n + wn)) -v d="$wsecs" 'BEGIN { printf "%.0f", (d > 0 ? n / d : 0) }')
+  line="$event: curl $n requests, $failed failed, $refused refused, worst ${worst} s, ${rate}/s (${up}/s outside the longest wait); wrk $wn requests on $LOAD_CONNECTIONS connections, $wnon2xx non-2xx, $wconnect refused, $wread closed unanswered, $wtimeout timed out, worst ${wmax} s, ${wrate}/s (${wup}/s outside the longest wait); together $((n + wn)) requests, ${together}/s"
   note "$line"
   echo "$line" >>"$FIGURES"
   [ "$errors" -eq 0 ] || { head -n 5 "$f.err" >&2; fail "$event: $errors request(s) failed in the client loop ($refused refused): $(head -n 1 "$f.err")"; }
   [ "$failed" -eq 0 ] || fail "$event: $failed request(s) answered other than 200: $(awk '$1 != 200 { print $1 }' "$f.done" | sort | uniq -c | tr '\n' ' ')"
   [ "$n" -gt 0 ] || fail "$event: the client loop made no request"
+  [ "$wn" -gt 0 ] || fail "$event: wrk made no request"
+  [ "$wconnect" -eq 0 ] || fail "$event: wrk: $wconnect connection(s) refused"
+  [ "$wtimeout" -eq 0 ] || fail "$event: wrk: $wtimeout request(s) timed out"
+  [ "$wwrite" -eq 0 ] || fail "$event: wrk: $wwrite request(s) could not be sent"
+  [ "$wnon2xx" -eq 0 ] || fail "$event: wrk: $wnon2xx answer(s) other than 2xx"
+  if [ "$killed" = killed ]; then
+    [ "$wread" -le "$LOAD_CONNECTIONS" ] || fail "$event: wrk: $wread request(s) closed unanswered, more than the $LOAD_CONNECTIONS the killed process can have held"
+  else
+    [ "$wread" -eq 0 ] || fail "$event: wrk: $wread request(s) met a connection closed without an answer"
+  fi
 }

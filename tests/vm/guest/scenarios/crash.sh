@@ -23,7 +23,7 @@ wait_for $((R + SLACK + 30)) "a new main process after SIGKILL of $pid" new_pid_
 note "killed -> restarted in $(( $(date +%s) - t0 ))s (RestartSec=${R}s)"
 sleep 2
 # Clients wait in oneiric.socket's backlog for RestartSec and the start: none is refused.
-load_stop crash "kill -9 (RestartSec=${R}s)"
+load_stop crash "kill -9 (RestartSec=${R}s)" killed
 j=$(unit_journal_since "$t0")
 echo "$j"
 grep -q "status=9/KILL" <<<"$j" || fail "journal does not show the SIGKILL"

@@ -18,7 +18,7 @@ wait_for $((W + R + SLACK + 30)) "a new main process after freezing $pid" new_pi
 dt=$(( $(date +%s) - t0 ))
 sleep 2
 # The request in flight waits out the freeze (WatchdogSec) and the restart; none fails.
-load_stop watchdog "watchdog kill of a frozen process (WatchdogSec=${W}s RestartSec=${R}s)"
+load_stop watchdog "watchdog kill of a frozen process (WatchdogSec=${W}s RestartSec=${R}s)" killed
 note "frozen -> restarted and healthy in ${dt}s (WatchdogSec=${W}s RestartSec=${R}s, slack ${SLACK}s for emulation)"
 [ "$dt" -le $((W + R + SLACK)) ] || fail "restart took ${dt}s > WatchdogSec ${W} + RestartSec ${R} (+${SLACK}s slack)"
 j=$(unit_journal_since "$t0")
