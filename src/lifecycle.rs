@@ -237,7 +237,9 @@ pub async fn activate(
         Some(check) => {
             let health = Duration::from_secs_f64(timeouts.health_timeout);
             let overall = Duration::from_secs_f64(timeouts.activation_timeout);
-            match tokio::time::timeout(overall, crate::probe::run(check, health)).await {
+            match tokio::time::timeout(overall, crate::probe::run(check, &timeouts.probes, health))
+                .await
+            {
                 Ok(r) if r.ok => Ok(()),
                 Ok(r) => Err(format!("health check {} failed: {}", r.target, r.detail)),
                 Err(_) => Err(format!(

@@ -176,7 +176,7 @@ impl Metrics {
             insecure_options: IntGaugeVec::new(
                 Opts::new(
                     "oneiric_insecure_option",
-                    "1 for each explicitly set opt-out of a remote-manifest protection.",
+                    "1 for each explicitly set opt-out of a protection (remote manifests, probes).",
                 ),
                 &["option"],
             )?,

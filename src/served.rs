@@ -220,7 +220,7 @@ impl View {
             line.push_str("; ");
             line.push_str(&expired);
         }
-        let insecure = served.settings.settings.remote.insecure_options();
+        let insecure = served.settings.settings.insecure_options();
         if !insecure.is_empty() {
             line.push_str(&format!("; INSECURE: {}", insecure.join(", ")));
         }
@@ -247,7 +247,7 @@ impl View {
             "version": env!("CARGO_PKG_VERSION"),
             "ready": not_ready.is_none(),
             "not_ready_reason": not_ready,
-            "insecure_options": served.settings.settings.remote.insecure_options(),
+            "insecure_options": served.settings.settings.insecure_options(),
             "generation": served.generation,
             "loaded_at_unix": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             // Milliseconds, for measuring a fleet's convergence after a publish.

@@ -511,6 +511,57 @@ fn health_probe_checks_dirs_and_active_probes() {
 }
 
 #[test]
+fn probes_a_manifest_names_do_not_reach_metadata_or_stray_sockets() {
+    let sb = Sandbox::new();
+    // Whoever writes the manifest picks the targets: the cloud metadata service, and a unix
+    // socket outside any directory the settings list (e.g. the D-Bus system bus).
+    sb.write(
+        "etc/manifest.yaml",
+        "entries:\n  - {domain: adapter, key: meta, provider: p, factory: f, health: {http: \"http://169.254.169.254/latest/meta-data/\", timeout_seconds: 5}}\n  - {domain: adapter, key: bus, provider: p, factory: f, health: {unix: /run/dbus/system_bus_socket, timeout_seconds: 5}}\n",
+    );
+    let o = sb.run(&["health", "--probe"]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 4, "{out}");
+    assert!(
+        out.contains("not probed: 169.254.169.254 is in 169.254.0.0/16"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not probed: /run/dbus/system_bus_socket: unix probes reach only sockets in lifecycle.probes.unix_directories"),
+        "{out}"
+    );
+    // A bad setting is refused with its field named.
+    sb.write(
+        "etc/lifecycle.yml",
+        "probes: {denied_networks: [10.0.0.0/40]}\n",
+    );
+    let o = sb.run(&["health", "--probe"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("denied_networks"), "{}", stderr(&o));
+    sb.write("etc/lifecycle.yml", "probes: {unix_directories: [run/x]}\n");
+    let o = sb.run(&["health", "--probe"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lifecycle.probes.unix_directories[0]"),
+        "{}",
+        stderr(&o)
+    );
+    // The opt-out is named and loud.
+    sb.write(
+        "etc/lifecycle.yml",
+        "probes: {insecure_any_address: true}\n",
+    );
+    let o = sb.run(&["health"]);
+    assert!(
+        stderr(&o).contains("INSECURE: lifecycle.probes.insecure_any_address")
+            || stdout(&o).contains("INSECURE: lifecycle.probes.insecure_any_address"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
 fn completions_and_man_pages() {
     let sb = Sandbox::new();
     for shell in ["bash", "zsh", "fish"] {

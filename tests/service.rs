@@ -214,6 +214,13 @@ fn control_socket_swap_pause_drain_and_crash_safety() {
     let sock = sb.path("probe.sock");
     let probe = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     sb.write(
+        "etc/lifecycle.yml",
+        &format!(
+            "probes: {{unix_directories: [\"{}\"]}}\n",
+            sb.dir.path().display()
+        ),
+    );
+    sb.write(
         "etc/manifest.yaml",
         &format!("entries:\n  - {{domain: adapter, key: cache, provider: redis, factory: f, priority: 5}}\n  - {{domain: adapter, key: cache, provider: memory, factory: f, health: {{unix: \"{}\", timeout_seconds: 1}}}}\n  - {{domain: adapter, key: db, provider: pg, factory: f, health: {{tcp: \"127.0.0.1:1\", timeout_seconds: 1}}}}\n", sock.display()),
     );

@@ -238,6 +238,7 @@ pub fn health(ctx: &Ctx, probe: bool, pre_start: bool, strict: bool) -> CliResul
     }
     if let (true, false, Some(world)) = (probe, pre_start, &world) {
         let timeout = Duration::from_secs_f64(world.settings.settings.lifecycle.health_timeout);
+        let policy = std::sync::Arc::new(world.settings.settings.lifecycle.probes.clone());
         let snap = &world.snapshot;
         let checks: Vec<_> = Domain::ALL
             .iter()
@@ -253,7 +254,8 @@ pub fn health(ctx: &Ctx, probe: bool, pre_start: bool, strict: bool) -> CliResul
                 .iter()
                 .map(|(_, _, _, h)| {
                     let h = h.clone();
-                    tokio::spawn(async move { crate::probe::run(&h, timeout).await })
+                    let policy = std::sync::Arc::clone(&policy);
+                    tokio::spawn(async move { crate::probe::run(&h, &policy, timeout).await })
                 })
                 .collect();
             let mut out = Vec::with_capacity(handles.len());

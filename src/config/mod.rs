@@ -247,6 +247,14 @@ impl Settings {
         if !(1..=1024).contains(&self.lifecycle.probe_parallelism) {
             return Err("lifecycle.probe_parallelism: must be between 1 and 1024".into());
         }
+        for (i, d) in self.lifecycle.probes.unix_directories.iter().enumerate() {
+            if !d.is_absolute() || d.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(format!(
+                    "lifecycle.probes.unix_directories[{i}]: `{}` is not an absolute path without `..`",
+                    d.display()
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -381,6 +389,17 @@ pub enum OnExpired {
     Refuse,
 }
 
+impl Settings {
+    /// The explicitly named protections switched off, for warnings, `STATUS=` and metrics.
+    pub fn insecure_options(&self) -> Vec<&'static str> {
+        let mut out = self.remote.insecure_options();
+        if self.lifecycle.probes.insecure_any_address {
+            out.push("lifecycle.probes.insecure_any_address");
+        }
+        out
+    }
+}
+
 impl RemoteSettings {
     /// The explicitly named protections switched off, for warnings, `STATUS=` and metrics.
     pub fn insecure_options(&self) -> Vec<&'static str> {
@@ -512,6 +531,67 @@ pub struct LifecycleSettings {
     /// Seconds a reload waits for its probes in all; keys not probed by then keep their
     /// binding. Well inside the unit's `TimeoutStartSec=` (60 s) and the reload deadline.
     pub reconcile_deadline: f64,
+    /// What `health` probes (from settings or from manifests) may reach.
+    pub probes: ProbeSettings,
+}
+
+/// What a probe may reach. A manifest names its probes' targets, so whoever can make the
+/// service load a manifest picks where the service connects: by default not the cloud
+/// metadata service, link-local, unspecified, multicast or broadcast addresses
+/// (`insecure_any_address` lifts that, named as an insecure option), and unix sockets only
+/// in the directories listed here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeSettings {
+    /// Kinds of probes allowed: tcp, http, https, unix.
+    pub kinds: Vec<ProbeKind>,
+    /// When not empty, probes reach only addresses in these networks (e.g. `127.0.0.0/8`).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Networks refused besides the built-in ones.
+    pub denied_networks: Vec<ipnet::IpNet>,
+    /// Directories a unix probe's socket must be in, after following links. Empty: every
+    /// unix probe is refused.
+    pub unix_directories: Vec<PathBuf>,
+    /// Lets probes reach the built-in refused networks (link-local and cloud metadata
+    /// addresses among them).
+    pub insecure_any_address: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Tcp,
+    Http,
+    Https,
+    Unix,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Http => "http",
+            ProbeKind::Https => "https",
+            ProbeKind::Unix => "unix",
+        }
+    }
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            kinds: vec![
+                ProbeKind::Tcp,
+                ProbeKind::Http,
+                ProbeKind::Https,
+                ProbeKind::Unix,
+            ],
+            allowed_networks: Vec::new(),
+            denied_networks: Vec::new(),
+            unix_directories: Vec::new(),
+            insecure_any_address: false,
+        }
+    }
 }
 
 impl Default for LifecycleSettings {
@@ -522,6 +602,7 @@ impl Default for LifecycleSettings {
             cleanup_timeout: 10.0,
             probe_parallelism: 16,
             reconcile_deadline: 30.0,
+            probes: ProbeSettings::default(),
         }
     }
 }

@@ -190,7 +190,7 @@ impl StateOwner {
                 .set(i64::from(m.fresh_until.is_some_and(|t| t <= now)));
         }
         self.metrics.insecure_options.reset();
-        for opt in next.settings.settings.remote.insecure_options() {
+        for opt in next.settings.settings.insecure_options() {
             self.metrics
                 .insecure_options
                 .with_label_values(&[opt])

@@ -393,6 +393,11 @@ pub fn load_with(
             "INSECURE: {opt} is set: a protection of remote manifests is off (README \"Remote manifests\")"
         ));
     }
+    if loaded.settings.lifecycle.probes.insecure_any_address {
+        warnings.push(
+            "INSECURE: lifecycle.probes.insecure_any_address is set: health probes a manifest names may reach link-local and cloud metadata addresses (README \"Health probes\")".into(),
+        );
+    }
 
     let sources = manifest_sources(req, &loaded);
 
