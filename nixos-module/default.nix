@@ -693,6 +693,18 @@ in
         assertion = manifestKind != "url" || lib.hasPrefix "https://" cfg.manifest || cfg.settings.remote.allow_http or false;
         message = "services.oneiric.manifest is a plain http:// URL: set services.oneiric.settings.remote.allow_http = true to allow it";
       }
+      {
+        # The service's own rule (http.address off loopback), told at evaluation time.
+        assertion =
+          !(cfg.settings.http.enabled or true)
+          || cfg.settings.http.address == "::1"
+          || lib.hasPrefix "127." cfg.settings.http.address
+          || (
+            (cfg.settings.http.allow_non_loopback or false)
+            && (cfg.settings.http.bearer_token_file or null) != null
+          );
+        message = "services.oneiric.settings.http.address = \"${cfg.settings.http.address}\" is not a loopback address, so /metrics and /v1/* would answer whoever can reach it: set services.oneiric.settings.http.allow_non_loopback = true and settings.http.bearer_token_file (a file the service can read, e.g. through serviceConfig.LoadCredential), or listen on 127.0.0.1";
+      }
     ];
     warnings = lib.optional (
       cfg.openFirewall

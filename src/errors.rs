@@ -57,6 +57,8 @@ pub enum StartError {
     Activity(#[from] ActivityError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Token(#[from] crate::http::TokenError),
 }
 
 /// The exit code an error ends a command (or a control request) with.
@@ -123,6 +125,8 @@ impl HasExit for StartError {
             | StartError::Activity(_)
             | StartError::Metrics(_) => Exit::Failure,
             StartError::Activation(e) => e.exit(),
+            // The file the settings name is missing, unreadable or empty: a setting to fix.
+            StartError::Token(_) => Exit::InvalidConfig,
         }
     }
 }

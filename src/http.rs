@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{
+    ALLOW, AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST, HeaderValue, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -82,7 +84,93 @@ impl<'a> Route<'a> {
     }
 }
 
-pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Receiver<bool>) {
+/// The bearer token of `http.bearer_token_file`. Never printed: its `Debug` says only that
+/// it is set.
+pub struct Token(Vec<u8>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("http.bearer_token_file {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "http.bearer_token_file {path}: {why} (one line of 16 to 4096 visible ASCII characters)"
+    )]
+    Invalid {
+        path: std::path::PathBuf,
+        why: &'static str,
+    },
+}
+
+impl Token {
+    const MAX: u64 = 4096;
+
+    pub fn read(path: &std::path::Path) -> Result<Self, TokenError> {
+        use std::io::Read;
+        let read_err = |source| TokenError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let invalid = |why| TokenError::Invalid {
+            path: path.to_path_buf(),
+            why,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut raw = Vec::new();
+        file.take(Self::MAX + 2)
+            .read_to_end(&mut raw)
+            .map_err(read_err)?;
+        // One trailing newline, as `echo` and editors leave it.
+        let token = raw
+            .strip_suffix(b"\n")
+            .map(|t| t.strip_suffix(b"\r").unwrap_or(t))
+            .unwrap_or(&raw);
+        if token.len() as u64 > Self::MAX {
+            return Err(invalid("longer than 4096 bytes"));
+        }
+        if token.len() < 16 {
+            return Err(invalid("shorter than 16 characters"));
+        }
+        if !token.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                "holds a space, a control character or a non-ASCII byte",
+            ));
+        }
+        Ok(Self(token.to_vec()))
+    }
+
+    /// Whether `header` is `Bearer <token>`, in time that does not depend on where a wrong
+    /// token first differs.
+    fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(given) = header.and_then(|h| h.as_bytes().strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        if given.len() != self.0.len() {
+            return false;
+        }
+        let diff = given
+            .iter()
+            .zip(&self.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    view: View,
+    token: Option<Arc<Token>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut backoff = crate::backoff::AcceptBackoff::default();
@@ -104,12 +192,15 @@ pub async fn serve(listener: TcpListener, view: View, mut shutdown: watch::Recei
                 let view = view.clone();
                 let hostname = hostname.clone();
                 let stopping = shutdown.clone();
+                let token = token.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let view = view.clone();
                     let hostname = hostname.clone();
+                    let token = token.clone();
                     let closing = *stopping.borrow();
                     async move {
-                        let mut response = handle(&req, &view, hostname.as_deref());
+                        let mut response =
+                            handle(&req, &view, hostname.as_deref(), token.as_deref());
                         if closing {
                             // hyper closes the connection once this response is written.
                             response
@@ -352,7 +443,12 @@ pub fn host_allowed(host: &str, hostname: Option<&str>, allowed: &[String]) -> b
         || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-fn handle<B>(req: &Request<B>, view: &View, hostname: Option<&str>) -> Response<Full<Bytes>> {
+fn handle<B>(
+    req: &Request<B>,
+    view: &View,
+    hostname: Option<&str>,
+    token: Option<&Token>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let Some(route) = Route::parse(path) else {
         return error(
@@ -391,6 +487,22 @@ fn handle<B>(req: &Request<B>, view: &View, hostname: Option<&str>) -> Response<
                     ),
                 );
             }
+        }
+    }
+    if let Some(token) = token {
+        if !matches!(route, Route::Healthz | Route::Readyz)
+            && !token.accepts(req.headers().get(AUTHORIZATION))
+        {
+            let mut r = error(
+                view,
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs `Authorization: Bearer TOKEN` (the token of http.bearer_token_file)",
+            );
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"oneiric\""),
+            );
+            return r;
         }
     }
     match route {
@@ -582,7 +694,7 @@ mod tests {
             .uri(uri)
             .body(())
             .expect("request");
-        handle(&req, view, Some("node1"))
+        handle(&req, view, Some("node1"), None)
     }
 
     fn get_as(view: &View, host: &str, uri: &str) -> StatusCode {
@@ -591,7 +703,81 @@ mod tests {
             .header(HOST, host)
             .body(())
             .expect("request");
-        handle(&req, view, Some("node1")).status()
+        handle(&req, view, Some("node1"), None).status()
+    }
+
+    #[test]
+    fn a_token_guards_metrics_and_the_api_but_not_health() {
+        let (_ready, v) = view();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("token");
+        std::fs::write(&path, "0123456789abcdef-secret\n").unwrap();
+        let token = Token::read(&path).expect("token");
+        assert_eq!(format!("{token:?}"), "Token(***)");
+        let ask = |uri: &str, auth: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(a) = auth {
+                b = b.header(AUTHORIZATION, a);
+            }
+            handle(
+                &b.body(()).expect("request"),
+                &v,
+                Some("node1"),
+                Some(&token),
+            )
+        };
+        for uri in ["/metrics", "/v1/status", "/v1/resolve/adapter/cache"] {
+            let r = ask(uri, None);
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uri}");
+            assert!(r.headers().contains_key(WWW_AUTHENTICATE));
+            for wrong in [
+                "Bearer 0123456789abcdef-secreX",
+                "Bearer 0123456789abcdef",
+                "bearer 0123456789abcdef-secret",
+                "Basic MDEyMw==",
+            ] {
+                assert_eq!(
+                    ask(uri, Some(wrong)).status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{wrong}"
+                );
+            }
+            assert_ne!(
+                ask(uri, Some("Bearer 0123456789abcdef-secret")).status(),
+                StatusCode::UNAUTHORIZED,
+                "{uri}"
+            );
+        }
+        assert_eq!(ask("/healthz", None).status(), StatusCode::OK);
+        assert_ne!(ask("/readyz", None).status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn a_token_file_that_is_missing_short_or_odd_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("token");
+        assert!(matches!(Token::read(&path), Err(TokenError::Read { .. })));
+        for (body, why) in [
+            ("short\n", "shorter than 16"),
+            ("", "shorter than 16"),
+            ("0123456789abcdef 0123\n", "a space"),
+            ("0123456789abcdef\n\n", "control character"),
+        ] {
+            std::fs::write(&path, body).unwrap();
+            let e = Token::read(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(why) && e.contains("http.bearer_token_file"),
+                "{body:?}: {e}"
+            );
+            assert!(!e.contains("0123456789abcdef"), "the token is printed: {e}");
+        }
+        std::fs::write(&path, "x".repeat(5000)).unwrap();
+        assert!(
+            Token::read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than 4096")
+        );
     }
 
     #[test]

@@ -1217,3 +1217,75 @@ fn a_stopping_service_answers_the_next_request_of_a_kept_alive_client() {
     });
     assert!(done, "service did not stop on SIGTERM");
 }
+
+#[test]
+fn off_loopback_the_listener_takes_a_named_setting_and_a_token() {
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    let refused = |why: &str| {
+        let o = sb.run(&["orchestrate", "--http-port", "0"]);
+        assert_eq!(code(&o), 3, "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "want `{why}` in {}", stderr(&o));
+    };
+    sb.write("etc/http.yml", "address: 0.0.0.0\n");
+    refused("http.address: `0.0.0.0` is not a loopback address");
+    sb.write(
+        "etc/http.yml",
+        "address: 0.0.0.0\nallow_non_loopback: true\n",
+    );
+    refused("http.bearer_token_file: required");
+    let token_path = sb.path("etc/http-token");
+    let http_yml = format!(
+        "address: 0.0.0.0\nallow_non_loopback: true\nbearer_token_file: {}\n",
+        token_path.display()
+    );
+    sb.write("etc/http.yml", &http_yml);
+    refused("http.bearer_token_file");
+    sb.write("etc/http-token", "short\n");
+    refused("shorter than 16 characters");
+
+    sb.write("etc/http-token", "s3cret-token-0123456789\n");
+    let mut child = sb
+        .cmd(&["orchestrate", "--http-port", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(sb.path("service.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut port = 0u16;
+    let found = poll_until(Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(sb.path("service.log")).unwrap_or_default();
+        match log.split("HTTP on http://0.0.0.0:").nth(1) {
+            Some(rest) => {
+                port = rest
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap_or(0);
+                port != 0
+            }
+            None => false,
+        }
+    });
+    assert!(found, "no listener on 0.0.0.0 in the log");
+    let ask = |path: &str, auth: &str| {
+        raw_http(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    for path in ["/v1/status", "/metrics", "/v1/resolve/adapter/cache"] {
+        assert_eq!(ask(path, "").0, 401, "{path} without the token");
+        assert_eq!(
+            ask(path, "Authorization: Bearer s3cret-token-012345678X\r\n").0,
+            401,
+            "{path} with a wrong token"
+        );
+        let (status, body) = ask(path, "Authorization: Bearer s3cret-token-0123456789\r\n");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert_eq!(ask("/healthz", "").0, 200);
+    let log = std::fs::read_to_string(sb.path("service.log")).unwrap_or_default();
+    assert!(!log.contains("s3cret-token"), "the token reached the log");
+    stop(&mut child);
+}

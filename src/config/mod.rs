@@ -207,11 +207,33 @@ impl Settings {
         if let Some(level) = &self.logging.level {
             parse_log_level(level).map_err(|e| format!("logging.level: {e}"))?;
         }
-        if self.http.address.parse::<std::net::IpAddr>().is_err() {
+        let Ok(address) = self.http.address.parse::<std::net::IpAddr>() else {
             return Err(format!(
                 "http.address: `{}` is not an IP address",
-                self.http.address
+                crate::text::one_line(&self.http.address)
             ));
+        };
+        if let Some(p) = &self.http.bearer_token_file {
+            if !p.is_absolute() {
+                return Err(format!(
+                    "http.bearer_token_file: `{}` is not an absolute path",
+                    p.display()
+                ));
+            }
+        }
+        // Off loopback, /metrics and /v1/* answer whoever can reach the port: only when asked
+        // for by name, and never without a credential.
+        if self.http.enabled && !address.is_loopback() {
+            if !self.http.allow_non_loopback {
+                return Err(format!(
+                    "http.address: `{address}` is not a loopback address, so /metrics and /v1/* would answer whoever can reach it; to listen there, set http.allow_non_loopback: true and http.bearer_token_file (README \"HTTP outside the host\")"
+                ));
+            }
+            if self.http.bearer_token_file.is_none() {
+                return Err(format!(
+                    "http.bearer_token_file: required with http.address `{address}` (not loopback): /metrics and /v1/* must not answer without a credential there"
+                ));
+            }
         }
         for (i, name) in self.http.allowed_hosts.iter().enumerate() {
             let ok = !name.is_empty()
@@ -506,6 +528,13 @@ pub struct HttpSettings {
     /// Names besides IP addresses, `localhost` and the host name that `/metrics` and `/v1/*`
     /// answer in `Host:` (DNS rebinding protection), e.g. the name Prometheus scrapes by.
     pub allowed_hosts: Vec<String>,
+    /// Lets `address` be other than a loopback address (which also takes
+    /// `bearer_token_file`).
+    pub allow_non_loopback: bool,
+    /// A file holding the token that `/metrics` and `/v1/*` require as `Authorization: Bearer
+    /// TOKEN` (Prometheus: `authorization: {credentials_file: ...}`), read when the service
+    /// starts. `/healthz` and `/readyz` stay open.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -515,6 +544,8 @@ impl Default for HttpSettings {
             address: "127.0.0.1".into(),
             port: 9090,
             allowed_hosts: Vec::new(),
+            allow_non_loopback: false,
+            bearer_token_file: None,
         }
     }
 }

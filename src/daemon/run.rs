@@ -34,6 +34,9 @@ pub struct Listeners {
     /// Whether this process created the control socket's path (and removes it at exit). A
     /// socket systemd passed stays: systemd keeps listening on it across the restart.
     pub control_owned: bool,
+    /// The credential `/metrics` and `/v1/*` require (`http.bearer_token_file`), read here
+    /// so that a missing file stops the start before anything is served.
+    pub http_token: Option<crate::http::Token>,
 }
 
 /// The listeners systemd passed (`oneiric.socket`), checked against the settings, with what
@@ -81,11 +84,16 @@ pub fn bind_listeners(
             from.join(", ")
         );
     }
+    let http_token = match (&http, &settings.settings.http.bearer_token_file) {
+        (Some(_), Some(path)) => Some(crate::http::Token::read(path)?),
+        _ => None,
+    };
     Ok(Listeners {
         http,
         control,
         control_path,
         control_owned,
+        http_token,
     })
 }
 
@@ -540,6 +548,7 @@ fn start_servers(
             tasks.push(tokio::spawn(crate::http::serve(
                 listener,
                 service.view.clone(),
+                listeners.http_token.map(Arc::new),
                 stop_rx.clone(),
             )));
             local

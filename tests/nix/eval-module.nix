@@ -195,6 +195,11 @@ let
           allow_http = true;
           signature_required = true;
         };
+        # Off loopback the service takes both (the module asserts it, as the service does).
+        settings.http = {
+          allow_non_loopback = true;
+          bearer_token_file = "/run/credentials/oneiric.service/http-token";
+        };
         settings.adapters.selections.cache = "redis";
       };
       security.apparmor.enable = hasApparmorProfile;
