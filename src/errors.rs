@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::activation::ActivationError;
 use crate::activity::ActivityError;
+use crate::as_owner::AsOwnerError;
 use crate::config::ConfigError;
 use crate::control::{BindError, ClientError};
 use crate::engine::LoadError;
@@ -143,6 +144,15 @@ impl HasExit for ActivationError {
             | ActivationError::NameCount { .. }
             | ActivationError::NotListening { .. }
             | ActivationError::Io { .. } => Exit::Failure,
+        }
+    }
+}
+
+impl HasExit for AsOwnerError {
+    fn exit(&self) -> Exit {
+        match self {
+            AsOwnerError::TwoOwners { .. } => Exit::Refused,
+            AsOwnerError::Inspect { .. } | AsOwnerError::Switch { .. } => Exit::Failure,
         }
     }
 }

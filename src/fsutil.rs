@@ -1,8 +1,14 @@
 //! Crash-safe file writes: temp file in the same directory, fsync, rename, fsync the directory.
 //! A reader (or a restart after `kill -9`) sees the old content or the new, never half of it.
+//! Writes and reads in the service's own directories never follow a link someone planted
+//! there: the directory is opened without following its last component, the file is created
+//! exclusively relative to that descriptor, and reads refuse links, FIFOs and devices.
 
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -24,91 +30,49 @@ pub enum ReadError {
     TooLarge { size: u64, limit: u64 },
     #[error("not valid UTF-8 (first bad byte at offset {offset})")]
     NotUtf8 { offset: usize },
-}
-
-/// Why a file of the service's own directories was not read ([`read_own_file`]).
-#[derive(Debug, thiserror::Error)]
-pub enum OwnReadError {
-    #[error("cannot read: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("{size} bytes is more than the {limit}-byte limit")]
-    TooLarge { size: u64, limit: u64 },
     #[error("{what}, not a regular file")]
     NotRegular { what: &'static str },
 }
 
-/// Reads a text file with a size limit, reporting non-UTF-8 content by offset.
+/// Reads a text file with a size limit, reporting non-UTF-8 content by offset. A FIFO or
+/// device in its place is refused, never waited on.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ReadError> {
-    use std::io::Read;
-    let file = File::open(path)?;
-    let mut bytes = Vec::new();
-    // One byte past the limit: an oversized file is detected without reading it whole.
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        let size = fs::metadata(path).map(|m| m.len()).unwrap_or(limit + 1);
-        return Err(ReadError::TooLarge { size, limit });
-    }
+    utf8(read_regular(path, limit, 0)?)
+}
+
+/// [`ReadError::NotRegular`] for an error type that carries an `io::Error`.
+pub fn not_regular(what: &'static str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{what}, not a regular file"),
+    )
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8 {
         offset: e.utf8_error().valid_up_to(),
     })
 }
 
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    write_atomic_with(path, mode, |f| f.write_all(bytes))
-}
-
-/// [`write_atomic`] for content written in pieces (a large document serialised straight to
-/// the file, never whole in memory). The temporary name is random and created exclusively
-/// without following a symlink: whoever else can write the directory cannot make this write
-/// land anywhere but in a file it creates.
-pub fn write_atomic_with(
-    path: &Path,
-    mode: u32,
-    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp.{:016x}", fastrand::u64(..)));
-    let mut created = false;
-    let result = (|| {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(mode)
-            .open(&tmp)?;
-        created = true;
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
-        fill(&mut w)?;
-        let f = w
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        f.sync_all()?;
-        drop(f);
-        match_dir_owner(&tmp)?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() && created {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Reads a file the service wrote into one of its own directories, as bytes: not through a
-/// symlink, never blocking on a FIFO or device put in its place, only a regular file, and at
-/// most `limit` bytes.
-pub fn read_own_file(path: &Path, limit: u64) -> Result<Vec<u8>, OwnReadError> {
+/// Opens without blocking (a FIFO would wait for a writer), checks the file is regular and
+/// within the limit, then reads at most one byte past it.
+fn read_regular(path: &Path, limit: u64, flags: libc::c_int) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
     use std::os::unix::fs::FileTypeExt;
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | flags)
+        .open(path)
+        .map_err(|e| {
+            if flags & libc::O_NOFOLLOW != 0 && e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    e.kind(),
+                    "a symbolic link, which is not followed in the service's directories",
+                )
+            } else {
+                e
+            }
+        })?;
     let meta = file.metadata()?;
     let kind = meta.file_type();
     if !kind.is_file() {
@@ -119,10 +83,10 @@ pub fn read_own_file(path: &Path, limit: u64) -> Result<Vec<u8>, OwnReadError> {
         } else {
             "a special file"
         };
-        return Err(OwnReadError::NotRegular { what });
+        return Err(ReadError::NotRegular { what });
     }
     if meta.len() > limit {
-        return Err(OwnReadError::TooLarge {
+        return Err(ReadError::TooLarge {
             size: meta.len(),
             limit,
         });
@@ -130,12 +94,140 @@ pub fn read_own_file(path: &Path, limit: u64) -> Result<Vec<u8>, OwnReadError> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(OwnReadError::TooLarge {
+        return Err(ReadError::TooLarge {
             size: bytes.len() as u64,
             limit,
         });
     }
     Ok(bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] for content written in pieces (a large document serialised straight to
+/// the file, never whole in memory). The directory is opened without following a link in its
+/// place, and the temporary name is random and created exclusively relative to it, without
+/// following a link: whoever else can write the directory cannot make this write land anywhere
+/// but in a file it creates there.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "names no file"))?;
+    let dir = open_dir_no_link(parent_dir(path))?;
+    let tmp = c_name(OsStr::new(&format!(
+        ".{}.tmp.{:016x}",
+        name.to_string_lossy(),
+        fastrand::u64(..)
+    )))?;
+    let target = c_name(name)?;
+    // SAFETY: `dir` is an open descriptor and `tmp` a NUL-terminated name; the descriptor
+    // returned is owned by the File below and nowhere else.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is not owned by anything else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let result = (|| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        fill(&mut w)?;
+        let f = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        hand_to_dir_owner(&f, &dir)?;
+        f.sync_all()?;
+        drop(f);
+        // SAFETY: both names are NUL-terminated and relative to the same open descriptor.
+        let renamed = unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                target.as_ptr(),
+            )
+        };
+        if renamed != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // The rename is durable only once the directory entry is.
+        dir.sync_all()
+    })();
+    if result.is_err() {
+        // SAFETY: as above; removing our own temporary name, nothing else.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    }
+    result
+}
+
+/// A directory to create files in, opened without following a link put in its place.
+fn open_dir_no_link(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is a symbolic link; files are not written through links in the \
+                         service's directories (name the directory the link points to)",
+                        dir.display()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+}
+
+fn c_name(name: &OsStr) -> std::io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "file name contains NUL")
+    })
+}
+
+/// Root (an admin running the CLI on directories it owns) creating a file in a directory of
+/// another owner hands it over, so that the service can still replace it. Root's CLI acts as
+/// the owner of the service's directories instead (`cli::as_owner`), so this is the fallback
+/// for directories whose owner it did not become.
+fn hand_to_dir_owner(file: &File, dir: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let d = dir.metadata()?;
+    let f = file.metadata()?;
+    if f.uid() == d.uid() && f.gid() == d.gid() {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(d.uid()), Some(d.gid()))
+}
+
+/// Reads a file the service wrote into one of its own directories, as bytes: not through a
+/// symlink, never blocking on a FIFO or device put in its place, only a regular file, and at
+/// most `limit` bytes.
+pub fn read_own_file(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    read_regular(path, limit, libc::O_NOFOLLOW)
+}
+
+/// [`read_own_file`] for a text file.
+pub fn read_own_text(path: &Path, limit: u64) -> Result<String, ReadError> {
+    utf8(read_own_file(path, limit)?)
 }
 
 /// When root (an admin running the CLI offline) creates a file in the service's directories,
@@ -215,18 +307,18 @@ mod tests {
         assert_eq!(read_own_file(&p, 3).unwrap(), b"abc");
         assert!(matches!(
             read_own_file(&p, 2),
-            Err(OwnReadError::TooLarge { size: 3, limit: 2 })
+            Err(ReadError::TooLarge { size: 3, limit: 2 })
         ));
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&p, &link).unwrap();
-        assert!(matches!(read_own_file(&link, 10), Err(OwnReadError::Io(_))));
+        assert!(matches!(read_own_file(&link, 10), Err(ReadError::Io(_))));
         let fifo = d.path().join("fifo");
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         assert!(matches!(
             read_own_file(&fifo, 10),
-            Err(OwnReadError::NotRegular { what: "a FIFO" })
+            Err(ReadError::NotRegular { what: "a FIFO" })
         ));
         // A symlink planted at a temporary name cannot be written through: the name is
         // random and created exclusively.

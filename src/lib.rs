@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod activity;
 pub mod alloc;
+pub mod as_owner;
 pub mod backoff;
 pub mod cli;
 pub mod config;

@@ -94,6 +94,10 @@ fn now_string() -> String {
     crate::text::fmt_time(time::OffsetDateTime::now_utc())
 }
 
+/// Far above what any number of pins and notes takes; a bound on what a replaced file can
+/// make the CLI or the service allocate.
+const MAX_STATUS_BYTES: u64 = 64 * 1024 * 1024;
+
 impl LifecycleStatus {
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join(FILE_NAME)
@@ -102,15 +106,18 @@ impl LifecycleStatus {
     /// Loads the status; a missing file is an empty status.
     pub fn load(state_dir: &Path) -> Result<Self, LifecycleError> {
         let path = Self::path(state_dir);
-        match std::fs::read(&path) {
+        // The service's own file: never through a link or from a FIFO put in its place.
+        match crate::fsutil::read_own_file(&path, MAX_STATUS_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LifecycleError::Store {
                 path,
                 message: format!("unreadable lifecycle status: {e}"),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self {
-                version: 1,
-                keys: BTreeMap::new(),
-            }),
+            Err(crate::fsutil::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Self {
+                    version: 1,
+                    keys: BTreeMap::new(),
+                })
+            }
             Err(e) => Err(LifecycleError::Store {
                 path,
                 message: e.to_string(),

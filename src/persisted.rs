@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{ManifestReport, Unavailable};
-use crate::fsutil::OwnReadError;
+use crate::fsutil::ReadError;
 use crate::resolver::Candidate;
 use crate::served::Served;
 
@@ -33,7 +33,7 @@ pub enum PersistError {
     Unreadable {
         path: PathBuf,
         #[source]
-        source: OwnReadError,
+        source: ReadError,
     },
     #[error("{}:{line}:{column}: not a saved state: {message}", path.display())]
     Corrupt {
@@ -145,7 +145,7 @@ fn read<T: serde::de::DeserializeOwned>(
     let path = path(state_dir);
     let bytes = match crate::fsutil::read_own_file(&path, MAX_BYTES) {
         Ok(b) => b,
-        Err(OwnReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(PersistError::Missing { path });
         }
         Err(source) => return Err(PersistError::Unreadable { path, source }),

@@ -82,6 +82,7 @@ pub fn swap(
     if let Some(r) = via_service(ctx, &req, Duration::from_secs(120)) {
         return report(ctx, r?);
     }
+    ctx.act_as_dir_owner()?;
     let owner = offline_owner(ctx)?;
     let Request::Swap { provider, .. } = &req else {
         let removed = super::block_on(owner.unpin(domain, key))??;
@@ -144,6 +145,7 @@ fn flag(
     if let Some(r) = via_service(ctx, &req, Duration::from_secs(30)) {
         return report(ctx, r?);
     }
+    ctx.act_as_dir_owner()?;
     // Pause and drain do not need the manifests: the activity store alone.
     let mut store = ActivityStore::open(&ctx.dirs.state)?;
     let (a, word) = store.set_flag(drain, domain, key, on, note.as_deref())?;

@@ -338,13 +338,51 @@ pub fn main() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit),
         Err(e) => {
-            eprintln!("oneiric: {}", crate::text::terminal_safe(&e.message));
+            // A permission error after root became the directories' owner would be a puzzle
+            // without it.
+            let acting = crate::as_owner::acting_as()
+                .map(|o| format!(" (run as {o})"))
+                .unwrap_or_default();
+            eprintln!(
+                "oneiric: {}{acting}",
+                crate::text::terminal_safe(&e.message)
+            );
             ExitCode::from(e.exit)
         }
     }
 }
 
+impl Ctx {
+    /// Root becomes the owner of the state and cache directories before a command reads or
+    /// writes them offline (see `as_owner`); a no-op for anyone else.
+    pub fn act_as_dir_owner(&self) -> Result<(), CliError> {
+        crate::as_owner::become_owner_of(&[&self.dirs.state, &self.dirs.cache])?;
+        Ok(())
+    }
+}
+
 fn run(ctx: &Ctx, command: Command) -> CliResult {
+    match &command {
+        // Through the control socket first: root stays root there, so the service's record
+        // of the request names root. Their offline paths switch (cli::lifecycle).
+        Command::Swap { .. } | Command::Pause { .. } | Command::Drain { .. } => {}
+        // Nothing in the service's directories.
+        Command::Manifest(_)
+        | Command::Reload { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {}
+        Command::List { .. }
+        | Command::Resolve(_)
+        | Command::Explain(_)
+        | Command::Status { .. }
+        | Command::Health { .. }
+        | Command::Check { .. }
+        | Command::Activity { .. }
+        | Command::Orchestrate(_)
+        | Command::RemoteSync { .. }
+        | Command::RemoteStatus
+        | Command::RemoteResetRollback { .. } => ctx.act_as_dir_owner()?,
+    }
     match command {
         Command::List { domain, shadowed } => inspect::list(ctx, domain, shadowed),
         Command::Resolve(k) => inspect::resolve(ctx, &k),

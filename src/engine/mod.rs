@@ -362,6 +362,10 @@ pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
             limit,
         },
         ReadError::NotUtf8 { offset } => ManifestError::NotUtf8 { origin, offset },
+        ReadError::NotRegular { what } => ManifestError::Read {
+            origin,
+            source: crate::fsutil::not_regular(what),
+        },
     })
 }
 

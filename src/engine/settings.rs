@@ -280,6 +280,10 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, ConfigError> {
             path: path.to_path_buf(),
             offset,
         },
+        ReadError::NotRegular { what } => ConfigError::Read {
+            path: path.to_path_buf(),
+            source: crate::fsutil::not_regular(what),
+        },
     })
 }
 

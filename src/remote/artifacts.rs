@@ -113,7 +113,7 @@ async fn sync_one(
     sha: &str,
 ) -> Result<PathBuf, String> {
     let path = artifact_path(cache_dir, uri, sha)?;
-    if let Ok(existing) = std::fs::read(&path) {
+    if let Ok(existing) = crate::fsutil::read_own_file(&path, fetcher.settings.max_body_bytes) {
         if digest_hex(&existing) == sha {
             return Ok(path);
         }

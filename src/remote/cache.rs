@@ -68,8 +68,11 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The metadata of one URL (its artifacts included) is a few kilobytes.
+const MAX_META_BYTES: u64 = 16 * 1024 * 1024;
+
 pub fn read_meta(paths: &CachePaths) -> Option<CacheMeta> {
-    let bytes = std::fs::read(&paths.meta).ok()?;
+    let bytes = crate::fsutil::read_own_file(&paths.meta, MAX_META_BYTES).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

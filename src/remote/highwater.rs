@@ -73,7 +73,7 @@ impl HighWater {
     /// marks": that would be exactly the reset an attacker wants.
     pub fn load(state_dir: &Path) -> Result<Self, HighWaterError> {
         let path = path(state_dir);
-        let text = match crate::fsutil::read_text(&path, 16 * 1024 * 1024) {
+        let text = match crate::fsutil::read_own_text(&path, 16 * 1024 * 1024) {
             Ok(t) => t,
             Err(crate::fsutil::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Self::default());

@@ -705,7 +705,7 @@ pub fn load_cached(
             "no cached copy yet and the manifest could not be fetched{why}"
         )));
     }
-    let text = crate::fsutil::read_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
+    let text = crate::fsutil::read_own_text(&paths.manifest, manifest::MAX_MANIFEST_BYTES)
         .map_err(|e| remote_err(e.to_string()))?;
     // Accepted earlier, so judged for freshness by the service's expiry timer instead: an
     // expired copy is served (flagged, not ready) rather than keeping the service down.
