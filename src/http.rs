@@ -525,7 +525,7 @@ fn handle<B>(
                 format!("{why}\n").into_bytes(),
             ),
         },
-        Route::Status => json(view, StatusCode::OK, &view.status_json()),
+        Route::Status => respond(view, StatusCode::OK, "application/json", view.status_body()),
         Route::Resolve(domain, key) | Route::Explain(domain, key) => {
             if let Some(why) = view.refusing() {
                 return error(view, StatusCode::SERVICE_UNAVAILABLE, &why);
@@ -677,6 +677,7 @@ mod tests {
             restored_from: None,
             generation: 1,
             loaded_at: std::time::SystemTime::now(),
+            status_fixed: Default::default(),
         };
         let ready = Arc::new(AtomicBool::new(false));
         let v = View::new(
@@ -704,6 +705,39 @@ mod tests {
             .body(())
             .expect("request");
         handle(&req, view, Some("node1"), None).status()
+    }
+
+    #[test]
+    fn the_status_body_is_one_object_whose_fixed_part_is_serialised_once_per_state() {
+        let (ready, v) = view();
+        let before: serde_json::Value = serde_json::from_slice(&v.status_body()).expect("json");
+        assert_eq!(before["ready"], false);
+        let fixed = v.served().status_fixed.get().map(|f| f.as_ptr());
+        assert!(fixed.is_some());
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        let after: serde_json::Value = serde_json::from_slice(&v.status_body()).expect("json");
+        // The readiness is read per request; the fixed part is the same bytes as before.
+        assert_eq!(after["ready"], true);
+        assert_eq!(v.served().status_fixed.get().map(|f| f.as_ptr()), fixed);
+        for k in [
+            "version",
+            "generation",
+            "candidates",
+            "keys",
+            "domains",
+            "manifests",
+            "warnings",
+            "unavailable",
+            "demo",
+            "insecure_options",
+            "not_ready_reason",
+            "last_reload",
+            "status",
+        ] {
+            assert!(after.get(k).is_some(), "{k} missing: {after}");
+        }
+        assert_eq!(after["keys"], 1);
+        assert_eq!(v.status_json(), after);
     }
 
     #[test]

@@ -233,6 +233,7 @@ mod tests {
             restored_from: None,
             generation: 3,
             loaded_at: std::time::SystemTime::now(),
+            status_fixed: Default::default(),
         }
     }
 

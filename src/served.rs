@@ -29,6 +29,9 @@ pub struct Served {
     /// Strictly increasing: every published state has a number of its own.
     pub generation: u64,
     pub loaded_at: SystemTime,
+    /// `/v1/status`'s fields that change only with this state, serialised by the first request
+    /// that needs them (every skip reason and warning of a large manifest), not by each.
+    pub status_fixed: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Served {
@@ -234,34 +237,60 @@ impl View {
 
     /// The per-domain view of `/v1/status` and the control socket's `status`.
     pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.status_body()).unwrap_or_default()
+    }
+
+    /// `/v1/status` as bytes: the fields fixed for the served state, serialised once per state,
+    /// then those that change with the time, readiness and the latest reload.
+    pub fn status_body(&self) -> Vec<u8> {
         let served = self.served();
-        let mut domains = HashMap::new();
-        for (d, (cands, keys)) in served.snapshot.domain_counts() {
-            domains.insert(
-                d.to_string(),
-                serde_json::json!({"candidates": cands, "keys": keys}),
-            );
-        }
+        let fixed = served.status_fixed.get_or_init(|| fixed_status(&served));
         let not_ready = self.not_ready_reason();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
+        let dynamic = serde_json::json!({
             "ready": not_ready.is_none(),
             "not_ready_reason": not_ready,
-            "insecure_options": served.settings.settings.insecure_options(),
-            "generation": served.generation,
-            "loaded_at_unix": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            // Milliseconds, for measuring a fleet's convergence after a publish.
-            "loaded_at_unix_ms": served.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            "candidates": served.snapshot.candidate_count(),
-            "keys": served.snapshot.key_count(),
-            "domains": domains,
-            "manifests": served.manifests,
-            "warnings": served.warnings,
-            "unavailable": served.unavailable,
-            "demo": served.demo,
-            "restored_from_unix": served.restored_from,
             "last_reload": self.last_reload().as_deref(),
             "status": self.status_line(),
-        })
+        });
+        let mut body = Vec::with_capacity(fixed.len() + 256);
+        // Both are JSON objects: `{fixed…` + `,` + `…dynamic}` is one object.
+        body.extend_from_slice(fixed.strip_suffix(b"}").unwrap_or(fixed));
+        let dynamic = serde_json::to_vec(&dynamic).unwrap_or_else(|_| b"{}".to_vec());
+        match dynamic.strip_prefix(b"{") {
+            Some(rest) if rest != b"}" => {
+                body.push(b',');
+                body.extend_from_slice(rest);
+            }
+            _ => body.push(b'}'),
+        }
+        body
     }
+}
+
+fn fixed_status(served: &Served) -> Vec<u8> {
+    let mut domains = HashMap::new();
+    for (d, (cands, keys)) in served.snapshot.domain_counts() {
+        domains.insert(
+            d.to_string(),
+            serde_json::json!({"candidates": cands, "keys": keys}),
+        );
+    }
+    let since = |s: SystemTime| s.duration_since(UNIX_EPOCH).unwrap_or_default();
+    serde_json::to_vec(&serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "insecure_options": served.settings.settings.insecure_options(),
+        "generation": served.generation,
+        "loaded_at_unix": since(served.loaded_at).as_secs(),
+        // Milliseconds, for measuring a fleet's convergence after a publish.
+        "loaded_at_unix_ms": since(served.loaded_at).as_millis() as u64,
+        "candidates": served.snapshot.candidate_count(),
+        "keys": served.snapshot.key_count(),
+        "domains": domains,
+        "manifests": served.manifests,
+        "warnings": served.warnings,
+        "unavailable": served.unavailable,
+        "demo": served.demo,
+        "restored_from_unix": served.restored_from,
+    }))
+    .unwrap_or_else(|_| b"{}".to_vec())
 }

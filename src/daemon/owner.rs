@@ -123,6 +123,7 @@ impl StateOwner {
             restored_from: initial.restored_from,
             generation: 0,
             loaded_at: SystemTime::now(),
+            status_fixed: Default::default(),
         };
         Self {
             served: Arc::new(ArcSwap::from_pointee(served)),
@@ -244,6 +245,7 @@ impl StateOwner {
             restored_from: next.restored_from,
             generation,
             loaded_at: SystemTime::now(),
+            status_fixed: Default::default(),
         }));
         // Freeing the previous snapshot (every candidate of every key) is left to a blocking
         // thread, not done before READY=1; readers still holding it keep it alive anyway.
