@@ -16,7 +16,6 @@
 #   - Environment=ONEIRIC_STACK_ORDER=... when `stackOrder` is set
 #   - EnvironmentFile=<environmentFile> when set (after the packaged optional one)
 #   - LogLevelMax=debug when the log level is debug or trace (the drop-in caps it at info)
-#   - AppArmorProfile=<profile> when security.apparmor.enable is set
 #   - X-Restart-Triggers (restartTriggers) naming the socket unit's content, so that a switch
 #     that changes the socket restarts the service and, with it, the socket
 # [Install] Also=oneiric.socket becomes the socket unit itself (NixOS links units by their
@@ -246,9 +245,7 @@ let
     // lib.optionalAttrs (builtins.elem (lib.toLower cfg.settings.logging.level) [ "debug" "trace" ]) {
       LogLevelMax = asList (packagedService.LogLevelMax or [ ]) ++ [ "debug" ];
     }
-    // lib.optionalAttrs config.security.apparmor.enable {
-      AppArmorProfile = apparmorProfileName;
-    };
+    ;
 
   words = v: builtins.filter (w: builtins.isString w && w != "") (builtins.split "[[:space:]]+" v);
   substituteAll = lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v);
@@ -455,35 +452,26 @@ let
     let
       text = lib.replaceStrings [ "/usr/bin/oneiric" ] [ bin ] (builtins.readFile apparmorProfileFile);
       closureRules = pkgs.apparmorRulesFromClosure { name = "oneiric"; } [ cfg.package ];
-      localInclude = builtins.match "(.*)(include if exists <local/[^>]+>)(.*)" text;
+      anchor = "include if exists <local/";
     in
-    # The packaged profile allows the FHS paths of the .deb; on NixOS the binary and its
-    # libraries live in the store: add read/map rules for the package's closure.
-    if localInclude == null then
+    # The packaged profiles allow the FHS paths of the .deb; on NixOS the binary and its
+    # libraries live in the store: add read/map rules for the package's closure to each
+    # profile (the service's and the CLI's), before its local include.
+    if !(lib.hasInfix anchor text) then
       throw "apparmor/usr.bin.oneiric: no `include if exists <local/...>' line to anchor the NixOS store rules"
     else
-      builtins.elemAt localInclude 0
-      + ''include "${closureRules}"
-        ''
-      + builtins.elemAt localInclude 1
-      + builtins.elemAt localInclude 2;
-  # The profile's name: `profile NAME ...` or, for an unnamed profile, its attachment path.
+      lib.replaceStrings [ anchor ] [ "include \"${closureRules}\"\n  ${anchor}" ] text;
+  # The profile the service runs under: the packaged unit's AppArmorProfile= (passed on as it
+  # is: its `-` makes it do nothing where AppArmor is off), which must be one of the profiles
+  # in apparmor/usr.bin.oneiric.
   apparmorProfileName =
     let
-      lines = map unitFile.trim (lib.splitString "\n" (builtins.readFile apparmorProfileFile));
-      named = lib.findFirst (m: m != null) null (
-        map (builtins.match "profile[[:space:]]+([^[:space:]{]+).*") lines
-      );
-      unnamed = lib.findFirst (m: m != null) null (map (builtins.match "(/[^[:space:]{]+).*[{]") lines);
+      name = lib.removePrefix "-" (packagedService.AppArmorProfile or "");
     in
-    lib.replaceStrings [ "/usr/bin/oneiric" ] [ bin ] (
-      if named != null then
-        builtins.head named
-      else if unnamed != null then
-        builtins.head unnamed
-      else
-        throw "apparmor/usr.bin.oneiric: cannot find the profile's name"
-    );
+    if name != "" && lib.hasInfix "\nprofile ${name} {" (builtins.readFile apparmorProfileFile) then
+      name
+    else
+      throw "packaging/oneiric.service: AppArmorProfile=${name} is not a profile of apparmor/usr.bin.oneiric";
 in
 {
   options.services.oneiric = {
@@ -775,7 +763,8 @@ in
 
     security.apparmor.policies.oneiric = mkIf config.security.apparmor.enable {
       state = "enforce";
-      profile = apparmorProfileText;
+      # Fails the evaluation when the unit names a profile the file does not have.
+      profile = builtins.seq apparmorProfileName apparmorProfileText;
     };
 
     networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall cfg.settings.http.port;

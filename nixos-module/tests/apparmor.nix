@@ -22,7 +22,7 @@
         machine.succeed("aa-status --json | grep -q oneiric")
         pid = machine.succeed("systemctl show -P MainPID oneiric").strip()
         label = machine.succeed(f"cat /proc/{pid}/attr/current").strip()
-        assert label == "oneiric (enforce)", label
+        assert label == "oneiric-service (enforce)", label
 
     with subtest("confined, it still serves, reloads and answers"):
         machine.wait_until_succeeds("curl -sf http://127.0.0.1:9090/healthz")
@@ -31,7 +31,7 @@
         machine.succeed("oneiric check")
 
     with subtest("no AppArmor denials for the profile"):
-        denials = machine.execute("journalctl -k -b --no-pager | grep 'apparmor=\"DENIED\"' | grep 'profile=\"oneiric\"'")[1]
+        denials = machine.execute("journalctl -k -b --no-pager | grep 'apparmor=\"DENIED\"' | grep 'profile=\"oneiric'")[1]
         assert denials.strip() == "", denials
   '';
 }

@@ -444,9 +444,9 @@ let
         && cfg.settings.http.address == "127.0.0.1"
         && builtins.elem "oneiric/http.yml" etcNames
       ) (builtins.toJSON cfg.settings))
-      (expect "no AppArmor policy unless security.apparmor.enable" (
-        config.security.apparmor.policies == { } && !(sc ? AppArmorProfile)
-      ) "")
+      (expect "no AppArmor policy unless security.apparmor.enable; the unit's AppArmorProfile=- as packaged (a no-op without AppArmor)" (
+        config.security.apparmor.policies == { } && (sc.AppArmorProfile or "") == "-oneiric-service"
+      ) (sc.AppArmorProfile or "no AppArmorProfile"))
       (expect "firewall closed by default" (config.networking.firewall.allowedTCPPorts == [ ]) "")
       (expect "socket's ListenStream= as packaged: the settings' address and port, then the control socket" (
         sock.listenStreams == packagedListen
@@ -490,12 +490,13 @@ let
       ) (builtins.toJSON sock.listenStreams))
     ]
     ++ lib.optionals hasApparmorProfile [
-      (expect "AppArmor: policy loaded in enforce mode, service confined" (
+      (expect "AppArmor: policy loaded in enforce mode, service confined by its own profile, store rules in both profiles" (
         config.security.apparmor.policies.oneiric.state == "enforce"
-        && sc ? AppArmorProfile
+        && sc.AppArmorProfile == "-oneiric-service"
+        && lib.hasInfix "\nprofile oneiric-service {" config.security.apparmor.policies.oneiric.profile
         && lib.hasInfix bin config.security.apparmor.policies.oneiric.profile
         && !lib.hasInfix "/usr/bin/oneiric" config.security.apparmor.policies.oneiric.profile
-        && lib.hasInfix "oneiric-apparmor-rules" config.security.apparmor.policies.oneiric.profile
+        && builtins.length (lib.splitString "oneiric-apparmor-rules" config.security.apparmor.policies.oneiric.profile) == 3
       ) "${sc.AppArmorProfile or "no AppArmorProfile"}\n${config.security.apparmor.policies.oneiric.profile or ""}")
     ];
     attrs-manifest = [

@@ -318,6 +318,22 @@ aa_check() {
 	! grep -Eq 'flags=\([^)]*complain' "$p" || { echo "profile is in complain mode"; return 1; }
 	[ "$(grep -v '^[[:space:]]*$' "$p" | tail -n 2 | head -n 1 | sed 's/^[[:space:]]*//')" = \
 		"include if exists <local/usr.bin.oneiric>" ] || { echo "does not end with the local include"; return 1; }
+	# The unit enters the service's profile by name; that profile exists, grants no
+	# capability and no home directory, and shares its common rules with the CLI's.
+	local want
+	want=$(sed -n 's/^AppArmorProfile=-\{0,1\}//p' packaging/oneiric.service)
+	[ "$want" = oneiric-service ] || { echo "unit: AppArmorProfile=$want"; return 1; }
+	local svc
+	svc=$(awk -v h="profile $want {" '$0 == h { f = 1 } f { print } f && /^}/ { exit }' "$p")
+	[ -n "$svc" ] || { echo "no profile $want"; return 1; }
+	! grep -Eq '^[[:space:]]*(capability|owner @\{HOME\}|/srv/)' <<<"$svc" ||
+		{ echo "the service profile grants: $(grep -E '^[[:space:]]*(capability|owner @\{HOME\}|/srv/)' <<<"$svc" | tr -s ' ' | tr '\n' ';')"; return 1; }
+	local blocks
+	rm -f "$WORK"/common.*
+	awk '/# --- common rules: begin ---/ { n++; f = 1; next } /# --- common rules: end ---/ { f = 0 } f { print > (dir "/common." n) }' dir="$WORK" "$p"
+	blocks=$(find "$WORK" -maxdepth 1 -name 'common.*' | wc -l)
+	[ "$blocks" = 2 ] || { echo "expected 2 common-rules blocks, found $blocks"; return 1; }
+	diff -u "$WORK/common.1" "$WORK/common.2" || { echo "the profiles' common rules differ"; return 1; }
 }
 t_check apparmor-profile aa_check
 

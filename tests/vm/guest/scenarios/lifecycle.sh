@@ -60,7 +60,7 @@ for d in /etc/oneiric /var/lib/oneiric /var/cache/oneiric; do
 done
 [ ! -e /var/log/oneiric ] || fail "/var/log/oneiric exists (nothing should create it)"
 [ ! -e /usr/lib/systemd/system/oneiric.service.d ] || fail "oneiric.service.d left after purge: $(ls /usr/lib/systemd/system/oneiric.service.d)"
-if grep -E '^(oneiric|/usr/bin/oneiric) \(' /sys/kernel/security/apparmor/profiles; then fail "AppArmor profile still loaded after purge"; fi
+if grep -E '^(oneiric|oneiric-service|/usr/bin/oneiric) \(' /sys/kernel/security/apparmor/profiles; then fail "AppArmor profile still loaded after purge"; fi
 [ ! -e /etc/apparmor.d/usr.bin.oneiric ] || fail "/etc/apparmor.d/usr.bin.oneiric still there after purge"
 if systemctl cat oneiric.service >/dev/null 2>&1; then fail "unit file still there after purge"; fi
 true
