@@ -177,7 +177,7 @@ impl View {
             let expired = m.fresh_until.is_some_and(|t| t <= now);
             self.metrics
                 .manifest_expired
-                .with_label_values(&[&m.origin])
+                .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
                 .set(i64::from(expired));
         }
         served.expired_line(now)
@@ -255,7 +255,7 @@ impl View {
         let mut body = Vec::with_capacity(fixed.len() + 256);
         // Both are JSON objects: `{fixed…` + `,` + `…dynamic}` is one object.
         body.extend_from_slice(fixed.strip_suffix(b"}").unwrap_or(fixed));
-        let dynamic = serde_json::to_vec(&dynamic).unwrap_or_else(|_| b"{}".to_vec());
+        let dynamic = serde_json::to_vec(&redacted(dynamic)).unwrap_or_else(|_| b"{}".to_vec());
         match dynamic.strip_prefix(b"{") {
             Some(rest) if rest != b"}" => {
                 body.push(b',');
@@ -276,7 +276,7 @@ fn fixed_status(served: &Served) -> Vec<u8> {
         );
     }
     let since = |s: SystemTime| s.duration_since(UNIX_EPOCH).unwrap_or_default();
-    serde_json::to_vec(&serde_json::json!({
+    serde_json::to_vec(&redacted(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "insecure_options": served.settings.settings.insecure_options(),
         "generation": served.generation,
@@ -291,6 +291,25 @@ fn fixed_status(served: &Served) -> Vec<u8> {
         "unavailable": served.unavailable,
         "demo": served.demo,
         "restored_from_unix": served.restored_from,
-    }))
+    })))
     .unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Every string in `v` with the credentials of its URLs redacted: origins, skip reasons,
+/// warnings and error messages all may hold one.
+fn redacted(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(r) = crate::text::redact_urls_in(s) {
+                    *s = r;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => map.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
 }

@@ -45,20 +45,45 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A URL with the password of its userinfo replaced (`https://user:***@host/...`), for logs,
-/// status and errors: a URL with credentials must not be printed as given.
+/// status and errors: a URL with credentials must not be printed as given. A userinfo with no
+/// password is often a token itself (`https://TOKEN@host/`): it becomes `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let user = userinfo.split(':').next().unwrap_or("");
-    format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+    redact_urls_in(url).into_owned()
+}
+
+/// Every URL in free text (an error message, a warning, a skip reason) with its credentials
+/// redacted as [`redact_url`] does; text with none is returned as it is.
+pub fn redact_urls_in(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let start = from + found + 3;
+        let rest = &text[start..];
+        let end = rest
+            .find(|c: char| "/?#".contains(c) || c.is_whitespace() || "\"'<>`,;)]}".contains(c))
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        from = start + end;
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        let userinfo = &authority[..at];
+        out.push_str(&text[done..start]);
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
+            }
+            None => out.push_str("***"),
+        }
+        done = start + at;
+    }
+    if done == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[done..]);
+    Cow::Owned(out)
 }
 
 /// `s` on one line: every control character, newlines included, escaped (`\n`, `\u{1b}`),
@@ -116,7 +141,16 @@ mod tests {
             redact_url("https://u:secret@h:8/p?q=1"),
             "https://u:***@h:8/p?q=1"
         );
-        assert_eq!(redact_url("http://tok@h/"), "http://tok:***@h/");
+        assert_eq!(redact_url("http://tok@h/"), "http://***@h/");
+        assert_eq!(
+            redact_urls_in("fetch http://a:pw@h/x failed; then https://tok@g:1 and ftp://h/"),
+            "fetch http://a:***@h/x failed; then https://***@g:1 and ftp://h/"
+        );
+        assert!(matches!(redact_urls_in("no url here"), Cow::Borrowed(_)));
+        assert_eq!(
+            redact_urls_in("\"origin\":\"http://u:p@h/m\""),
+            "\"origin\":\"http://u:***@h/m\""
+        );
         assert_eq!(redact_url("https://h/a@b"), "https://h/a@b");
     }
 

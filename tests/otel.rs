@@ -328,3 +328,123 @@ fn thread_names(pid: i32) -> Vec<String> {
         .map(|s| s.trim().to_string())
         .collect()
 }
+
+/// A manifest URL and a probe URL with credentials in them: the passwords reach neither the
+/// log (at debug), nor `/v1/status`, `/metrics`, the CLI's views, nor any span exported.
+#[test]
+fn credentials_in_urls_reach_no_log_status_metric_cli_or_span() {
+    const KEY_SEED: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    const KEY: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
+    let mut sb = Sandbox::new();
+    let (otlp, store, _rt) = grpc_receiver();
+    let _probe = setup(&mut sb, &format!("http://127.0.0.1:{otlp}"), "grpc");
+    // Only the signed remote manifest: with trusted keys a local unsigned one is refused.
+    std::fs::remove_file(sb.path("etc/manifest.yaml")).unwrap();
+    let key = sb.write("signing.key", KEY_SEED);
+    let src = sb.write(
+        "fleet.src.yaml",
+        "source: fleet\nentries:\n  - {domain: service, key: api, provider: v1, factory: f}\n",
+    );
+    let body = sign_file(
+        &sb,
+        &src,
+        &key,
+        &sb.path("fleet.json"),
+        &["--expires-in", "3600"],
+    );
+    // The first fetch fails (an error message with the URL in it), then the body.
+    let failed_once = Arc::new(Mutex::new(false));
+    let server = Server::start(
+        None,
+        Arc::new(move |req| {
+            if req.path.starts_with("/health") {
+                return Reply::Status(200);
+            }
+            let mut f = failed_once.lock().unwrap();
+            if !*f {
+                *f = true;
+                return Reply::Status(500);
+            }
+            Reply::Body {
+                body: body.clone(),
+                etag: None,
+            }
+        }),
+    );
+    let url = format!(
+        "http://fleet:s3cr3t-pw@127.0.0.1:{}/fleet.json",
+        server.port
+    );
+    sb.write(
+        "etc/remote.yml",
+        &format!(
+            "enabled: true\nmanifest_url: {url}\nallow_http: true\nmax_retries: 2\nretry_base_delay: 0.05\nretry_max_delay: 0.1\ntimeout_seconds: 2\nsignature_required: true\ntrusted_public_keys: [\"{KEY}\"]\n"
+        ),
+    );
+    sb.write(
+        "etc/adapters.yml",
+        &format!(
+            "candidates:\n  - {{key: queue, provider: mq, factory: f, priority: 9, health: {{http: \"http://probe:pr0be-pw@127.0.0.1:{}/health\", timeout_seconds: 2}}}}\n",
+            server.port
+        ),
+    );
+    let mut svc = Service::start(&sb, None, None, &[]);
+    assert!(
+        poll_until(Duration::from_secs(20), || http(
+            svc.port,
+            "GET",
+            "/v1/resolve/service/api"
+        )
+        .0 == 200),
+        "the remote manifest was not served: {}",
+        std::fs::read_to_string(sb.path("service.log")).unwrap_or_default()
+    );
+    svc.signal("HUP");
+    let o = sb.run(&["swap", "adapter", "queue", "mq", "--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    wait_spans(
+        &store,
+        &["reload", "swap", "probe"],
+        Duration::from_secs(20),
+    );
+    let mut seen = vec![
+        ("/v1/status", http(svc.port, "GET", "/v1/status").1),
+        ("/metrics", http(svc.port, "GET", "/metrics").1),
+    ];
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["explain", "adapter", "queue"],
+        &["remote-status"],
+        &["status", "--json"],
+        &["remote-status", "--json"],
+    ] {
+        let o = sb.run(args);
+        seen.push(("cli", format!("{args:?}: {}{}", stdout(&o), stderr(&o))));
+    }
+    svc.signal("TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(15)), Some(0));
+    seen.push((
+        "log",
+        std::fs::read_to_string(sb.path("service.log")).unwrap(),
+    ));
+    for s in store.lock().unwrap().iter() {
+        seen.push(("span", format!("{} {:?}", s.name, s.attrs)));
+    }
+    for (where_, text) in &seen {
+        for secret in ["s3cr3t-pw", "pr0be-pw"] {
+            assert!(
+                !text.contains(secret),
+                "{secret} in {where_}: {}",
+                text.lines()
+                    .filter(|l| l.contains(secret))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    // Redacted, not merely absent.
+    let status = &seen[0].1;
+    assert!(status.contains("fleet:***@127.0.0.1"), "{status}");
+}

@@ -25,7 +25,10 @@ pub(super) fn read_status(ctx: &Ctx) -> LifecycleStatus {
     match LifecycleStatus::load(&ctx.dirs.state) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("oneiric: warning: {e}; showing resolution without operator pins");
+            eprintln!(
+                "oneiric: warning: {}",
+                super::shown(&format!("{e}; showing resolution without operator pins"))
+            );
             LifecycleStatus::default()
         }
     }
@@ -217,12 +220,12 @@ pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bo
         Some(Ok(r)) => {
             eprintln!(
                 "oneiric: warning: the running service's status: {}",
-                r.message
+                super::shown(&r.message)
             );
             None
         }
         Some(Err(e)) => {
-            eprintln!("oneiric: warning: {}", e.message);
+            eprintln!("oneiric: warning: {}", super::shown(&e.message));
             None
         }
         None => None,

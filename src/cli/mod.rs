@@ -281,17 +281,23 @@ impl Ctx {
         )
     }
 
-    /// Prints data as JSON or with the given human renderer.
+    /// Prints data as JSON or with the given human renderer; either way with the credentials
+    /// of any URL in it redacted (a manifest origin, an error message).
     pub fn print<T: serde::Serialize>(&self, data: &T, human: impl FnOnce() -> String) {
         if self.global.json {
             match serde_json::to_string_pretty(data) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => println!("{}", crate::text::redact_urls_in(&s)),
                 Err(e) => eprintln!("oneiric: cannot encode JSON: {e}"),
             }
         } else {
-            print!("{}", crate::text::terminal_safe(&human()));
+            print!("{}", shown(&human()));
         }
     }
+}
+
+/// Text for the terminal: URL credentials redacted, control characters escaped.
+pub fn shown(text: &str) -> String {
+    crate::text::terminal_safe(&crate::text::redact_urls_in(text)).into_owned()
 }
 
 pub fn main() -> ExitCode {
@@ -317,7 +323,7 @@ pub fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => {
             let e = CliError::from(e);
-            eprintln!("oneiric: {}", crate::text::terminal_safe(&e.message));
+            eprintln!("oneiric: {}", shown(&e.message));
             return ExitCode::from(e.exit);
         }
     };
@@ -343,10 +349,7 @@ pub fn main() -> ExitCode {
             let acting = crate::as_owner::acting_as()
                 .map(|o| format!(" (run as {o})"))
                 .unwrap_or_default();
-            eprintln!(
-                "oneiric: {}{acting}",
-                crate::text::terminal_safe(&e.message)
-            );
+            eprintln!("oneiric: {}{acting}", shown(&e.message));
             ExitCode::from(e.exit)
         }
     }

@@ -67,11 +67,12 @@ pub fn sync(ctx: &Ctx, watch: bool, interval: Option<u64>) -> CliResult {
                 }
                 results.push(json!({"url": url, "outcome": o, "message": o.describe()}));
                 if !ctx.global.json {
-                    println!("{url}: {}", o.describe());
+                    println!("{}", super::shown(&format!("{url}: {}", o.describe())));
                 }
             }
             if ctx.global.json {
-                println!("{}", serde_json::to_string(&results).unwrap_or_default());
+                let json = serde_json::to_string(&results).unwrap_or_default();
+                println!("{}", crate::text::redact_urls_in(&json));
             }
             if !watch {
                 return if worst == Exit::Ok {

@@ -187,7 +187,7 @@ impl StateOwner {
         for m in &next.manifests {
             self.metrics
                 .manifest_expired
-                .with_label_values(&[&m.origin])
+                .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
                 .set(i64::from(m.fresh_until.is_some_and(|t| t <= now)));
         }
         self.metrics.insecure_options.reset();
@@ -205,7 +205,7 @@ impl StateOwner {
             self.metrics
                 .manifest_info
                 .with_label_values(&[
-                    m.origin.as_str(),
+                    crate::text::redact_url(&m.origin).as_str(),
                     serial.as_deref().unwrap_or("none"),
                     m.sha256.as_str(),
                 ])
@@ -213,13 +213,13 @@ impl StateOwner {
             if let Some(t) = m.signed_at_unix {
                 self.metrics
                     .manifest_signed
-                    .with_label_values(&[&m.origin])
+                    .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
                     .set(t as f64);
             }
             if let Some(t) = m.fetched_at {
                 self.metrics
                     .manifest_fetched
-                    .with_label_values(&[&m.origin])
+                    .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
                     .set(t as f64);
             }
         }
@@ -231,7 +231,7 @@ impl StateOwner {
             if let Some(age) = m.cached_age_seconds {
                 self.metrics
                     .manifest_age
-                    .with_label_values(&[&m.origin])
+                    .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
                     .set(age as f64);
             }
         }

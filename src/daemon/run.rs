@@ -590,7 +590,7 @@ impl RefreshTimer {
                 if let Some(next) = self.schedule.next_fetch(&url, &cadence) {
                     metrics
                         .remote_next_fetch
-                        .with_label_values(&[&url])
+                        .with_label_values(&[crate::text::redact_url(&url).as_str()])
                         .set(next);
                 }
             }

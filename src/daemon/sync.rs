@@ -129,7 +129,7 @@ impl RemoteSync {
     name = "remote_fetch",
     skip_all,
     fields(
-        url = %url,
+        url = %crate::text::redact_url(url),
         result = tracing::field::Empty,
         bytes = tracing::field::Empty,
         cache_hit = tracing::field::Empty,
@@ -155,7 +155,7 @@ async fn fetch_one(
     // origin is down must still show how long ago it last heard from it (0: never).
     metrics
         .remote_last_success
-        .with_label_values(&[url])
+        .with_label_values(&[crate::text::redact_url(url).as_str()])
         .set(crate::remote::last_success(fetcher.cache_dir(), url) as f64);
     match &outcome {
         SyncOutcome::Updated { bytes, .. } => {
