@@ -333,25 +333,12 @@ fn thread_names(pid: i32) -> Vec<String> {
 /// log (at debug), nor `/v1/status`, `/metrics`, the CLI's views, nor any span exported.
 #[test]
 fn credentials_in_urls_reach_no_log_status_metric_cli_or_span() {
-    const KEY_SEED: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-    const KEY: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
     let mut sb = Sandbox::new();
     let (otlp, store, _rt) = grpc_receiver();
     let _probe = setup(&mut sb, &format!("http://127.0.0.1:{otlp}"), "grpc");
     // Only the signed remote manifest: with trusted keys a local unsigned one is refused.
     std::fs::remove_file(sb.path("etc/manifest.yaml")).unwrap();
-    let key = sb.write("signing.key", KEY_SEED);
-    let src = sb.write(
-        "fleet.src.yaml",
-        "source: fleet\nentries:\n  - {domain: service, key: api, provider: v1, factory: f}\n",
-    );
-    let body = sign_file(
-        &sb,
-        &src,
-        &key,
-        &sb.path("fleet.json"),
-        &["--expires-in", "3600"],
-    );
+    let body = signed_fleet_manifest(&sb);
     // The first fetch fails (an error message with the URL in it), then the body.
     let failed_once = Arc::new(Mutex::new(false));
     let server = Server::start(
@@ -378,7 +365,7 @@ fn credentials_in_urls_reach_no_log_status_metric_cli_or_span() {
     sb.write(
         "etc/remote.yml",
         &format!(
-            "enabled: true\nmanifest_url: {url}\nallow_http: true\nmax_retries: 2\nretry_base_delay: 0.05\nretry_max_delay: 0.1\ntimeout_seconds: 2\nsignature_required: true\ntrusted_public_keys: [\"{KEY}\"]\n"
+            "enabled: true\nmanifest_url: {url}\nallow_http: true\nmax_retries: 2\nretry_base_delay: 0.05\nretry_max_delay: 0.1\ntimeout_seconds: 2\nsignature_required: true\ntrusted_public_keys: [\"{TEST_KEY}\"]\n"
         ),
     );
     sb.write(

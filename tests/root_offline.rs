@@ -18,9 +18,6 @@ use common::*;
 /// A uid and gid no user database names: a throwaway owner.
 const OWNER: u32 = 61_234;
 
-const KEY_SEED: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-const KEY: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
-
 fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -96,18 +93,7 @@ fn root_offline_commands_act_as_the_directories_owner_and_planted_links_reach_no
         "etc/adapters.yml",
         "selections: {}\ncandidates:\n  - {key: cache, provider: memory, factory: 'builtin:memory', priority: 1}\n  - {key: cache, provider: redis, factory: 'builtin:redis', priority: 5}\n",
     );
-    let key = sb.write("signing.key", KEY_SEED);
-    let src = sb.write(
-        "fleet.src.yaml",
-        "source: fleet\nentries:\n  - {domain: service, key: api, provider: v1, factory: f}\n",
-    );
-    let body = sign_file(
-        &sb,
-        &src,
-        &key,
-        &sb.path("fleet.json"),
-        &["--expires-in", "3600"],
-    );
+    let body = signed_fleet_manifest(&sb);
     let server = Server::start(
         None,
         Arc::new(move |_| Reply::Body {
@@ -119,7 +105,7 @@ fn root_offline_commands_act_as_the_directories_owner_and_planted_links_reach_no
     sb.write(
         "etc/remote.yml",
         &format!(
-            "enabled: true\nmanifest_url: {url}\nallow_http: true\nmax_retries: 0\ntimeout_seconds: 2\nsignature_required: true\ntrusted_public_keys: [\"{KEY}\"]\n"
+            "enabled: true\nmanifest_url: {url}\nallow_http: true\nmax_retries: 0\ntimeout_seconds: 2\nsignature_required: true\ntrusted_public_keys: [\"{TEST_KEY}\"]\n"
         ),
     );
     let run = |args: &[&str]| run_with_timeout(sb.cmd(args), Duration::from_secs(30));

@@ -53,6 +53,27 @@ pub fn sign_file(sb: &Sandbox, src: &Path, key: &Path, out: &Path, args: &[&str]
     std::fs::read(out).expect("signed output")
 }
 
+/// The seed and public key of a signing key for tests (the `KEY1` of tests/remote.rs).
+pub const TEST_KEY_SEED: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+pub const TEST_KEY: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
+
+/// A fleet manifest (`service/api` → `v1`) signed with [`TEST_KEY_SEED`], valid for an hour:
+/// the body a test's HTTP server serves as the remote manifest.
+pub fn signed_fleet_manifest(sb: &Sandbox) -> Vec<u8> {
+    let key = sb.write("signing.key", TEST_KEY_SEED);
+    let src = sb.write(
+        "fleet.src.yaml",
+        "source: fleet\nentries:\n  - {domain: service, key: api, provider: v1, factory: f}\n",
+    );
+    sign_file(
+        sb,
+        &src,
+        &key,
+        &sb.path("fleet.json"),
+        &["--expires-in", "3600"],
+    )
+}
+
 /// A fixture file of `tests/fixtures`.
 pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
