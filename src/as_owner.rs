@@ -77,17 +77,17 @@ pub fn acting_as() -> Option<&'static Owner> {
 
 /// Run as root, becomes the one non-root owner of `dirs` (a directory that does not exist yet
 /// counts as its nearest existing ancestor, where it would be created). Does nothing when not
-/// root, or when every directory belongs to root.
-pub fn become_owner_of(dirs: &[&Path]) -> Result<Option<&'static Owner>, AsOwnerError> {
+/// root (also once switched), or when every directory belongs to root.
+pub fn become_owner_of(dirs: &[&Path]) -> Result<(), AsOwnerError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Ok(ACTING.get());
+        return Ok(());
     }
-    let Some(owner) = owner_of(dirs)? else {
-        return Ok(None);
-    };
-    switch(&owner)?;
-    Ok(Some(ACTING.get_or_init(|| owner)))
+    if let Some(owner) = owner_of(dirs)? {
+        switch(&owner)?;
+        ACTING.get_or_init(|| owner);
+    }
+    Ok(())
 }
 
 /// The one non-root owner of `dirs`, or `None` if all are root's.

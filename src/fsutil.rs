@@ -200,22 +200,26 @@ fn c_name(name: &OsStr) -> std::io::Result<CString> {
     })
 }
 
-/// Root (an admin running the CLI on directories it owns) creating a file in a directory of
-/// another owner hands it over, so that the service can still replace it. Root's CLI acts as
-/// the owner of the service's directories instead (`cli::as_owner`), so this is the fallback
-/// for directories whose owner it did not become.
+/// [`match_dir_owner`] for a file being written, by descriptor.
 fn hand_to_dir_owner(file: &File, dir: &File) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    if !is_root() {
+        return Ok(());
+    }
+    match owner_to_give(&dir.metadata()?, &file.metadata()?) {
+        Some((uid, gid)) => std::os::unix::fs::fchown(file, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
+}
+
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(());
-    }
-    let d = dir.metadata()?;
-    let f = file.metadata()?;
-    if f.uid() == d.uid() && f.gid() == d.gid() {
-        return Ok(());
-    }
-    std::os::unix::fs::fchown(file, Some(d.uid()), Some(d.gid()))
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The directory's owner and group, when the file has other ones.
+fn owner_to_give(dir: &fs::Metadata, file: &fs::Metadata) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    (file.uid() != dir.uid() || file.gid() != dir.gid()).then(|| (dir.uid(), dir.gid()))
 }
 
 /// Reads a file the service wrote into one of its own directories, as bytes: not through a
@@ -230,21 +234,20 @@ pub fn read_own_text(path: &Path, limit: u64) -> Result<String, ReadError> {
     utf8(read_own_file(path, limit)?)
 }
 
-/// When root (an admin running the CLI offline) creates a file in the service's directories,
-/// hand it to the directory's owner, so that the service (user `oneiric`) can still read and
-/// replace it. A no-op for anyone else.
+/// When root creates a file in a directory of another owner (root's CLI becomes the owner of
+/// the service's directories first, `as_owner`; this covers directories it did not), hand it
+/// to the directory's owner, so that the service can still read and replace it. A no-op for
+/// anyone else.
 pub fn match_dir_owner(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         return Ok(());
     }
-    let meta = fs::metadata(parent_dir(path))?;
+    let dir = fs::metadata(parent_dir(path))?;
     match fs::symlink_metadata(path) {
-        Ok(m) if m.uid() != meta.uid() || m.gid() != meta.gid() => {
-            std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
-        }
-        Ok(_) => Ok(()),
+        Ok(m) => match owner_to_give(&dir, &m) {
+            Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }

@@ -281,6 +281,13 @@ impl Ctx {
         )
     }
 
+    /// Root becomes the owner of the state and cache directories before a command reads or
+    /// writes them offline (see `as_owner`); a no-op for anyone else.
+    pub fn act_as_dir_owner(&self) -> Result<(), CliError> {
+        crate::as_owner::become_owner_of(&[&self.dirs.state, &self.dirs.cache])?;
+        Ok(())
+    }
+
     /// Prints data as JSON or with the given human renderer; either way with the credentials
     /// of any URL in it redacted (a manifest origin, an error message).
     pub fn print<T: serde::Serialize>(&self, data: &T, human: impl FnOnce() -> String) {
@@ -352,15 +359,6 @@ pub fn main() -> ExitCode {
             eprintln!("oneiric: {}{acting}", shown(&e.message));
             ExitCode::from(e.exit)
         }
-    }
-}
-
-impl Ctx {
-    /// Root becomes the owner of the state and cache directories before a command reads or
-    /// writes them offline (see `as_owner`); a no-op for anyone else.
-    pub fn act_as_dir_owner(&self) -> Result<(), CliError> {
-        crate::as_owner::become_owner_of(&[&self.dirs.state, &self.dirs.cache])?;
-        Ok(())
     }
 }
 

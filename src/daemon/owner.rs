@@ -201,11 +201,13 @@ impl StateOwner {
         self.metrics.manifest_signed.reset();
         self.metrics.manifest_fetched.reset();
         for m in &next.manifests {
+            // A URL's credentials never become a label.
+            let origin = crate::text::redact_url(&m.origin);
             let serial = m.serial.map(|s| s.to_string());
             self.metrics
                 .manifest_info
                 .with_label_values(&[
-                    crate::text::redact_url(&m.origin).as_str(),
+                    origin.as_str(),
                     serial.as_deref().unwrap_or("none"),
                     m.sha256.as_str(),
                 ])
@@ -213,13 +215,13 @@ impl StateOwner {
             if let Some(t) = m.signed_at_unix {
                 self.metrics
                     .manifest_signed
-                    .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
+                    .with_label_values(&[origin.as_str()])
                     .set(t as f64);
             }
             if let Some(t) = m.fetched_at {
                 self.metrics
                     .manifest_fetched
-                    .with_label_values(&[crate::text::redact_url(&m.origin).as_str()])
+                    .with_label_values(&[origin.as_str()])
                     .set(t as f64);
             }
         }
