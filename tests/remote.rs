@@ -272,14 +272,7 @@ fn artifacts_are_digest_checked_and_names_confined() {
     // The escape entry's sha256 is 65 chars: fix to a distinct valid digest.
     let yaml = yaml.replace(&format!("{good}0"), &"1".repeat(64));
     let signed = sign(&sb, "art", &yaml, 3600);
-    let body = signed.clone();
-    let mserver = Server::start(
-        None,
-        Arc::new(move |_| Reply::Body {
-            body: body.clone(),
-            etag: None,
-        }),
-    );
+    let mserver = Server::serving(signed);
     let url = format!("http://127.0.0.1:{}/manifest.json", mserver.port);
 
     // Plain http is refused unless allowed.

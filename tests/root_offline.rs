@@ -9,10 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::httpd::{Reply, Server};
+use common::httpd::Server;
 use common::*;
 
 /// A uid and gid no user database names: a throwaway owner.
@@ -93,14 +92,7 @@ fn root_offline_commands_act_as_the_directories_owner_and_planted_links_reach_no
         "etc/adapters.yml",
         "selections: {}\ncandidates:\n  - {key: cache, provider: memory, factory: 'builtin:memory', priority: 1}\n  - {key: cache, provider: redis, factory: 'builtin:redis', priority: 5}\n",
     );
-    let body = signed_fleet_manifest(&sb);
-    let server = Server::start(
-        None,
-        Arc::new(move |_| Reply::Body {
-            body: body.clone(),
-            etag: None,
-        }),
-    );
+    let server = Server::serving(signed_fleet_manifest(&sb));
     let url = format!("http://127.0.0.1:{}/fleet.json", server.port);
     sb.write(
         "etc/remote.yml",

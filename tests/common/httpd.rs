@@ -85,6 +85,17 @@ pub fn make_tls() -> Tls {
 }
 
 impl Server {
+    /// A plain-HTTP server answering every request with `body` (no ETag).
+    pub fn serving(body: Vec<u8>) -> Self {
+        Self::start(
+            None,
+            Arc::new(move |_| Reply::Body {
+                body: body.clone(),
+                etag: None,
+            }),
+        )
+    }
+
     pub fn start(tls: Option<&Tls>, handler: Handler) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
