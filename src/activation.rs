@@ -4,7 +4,9 @@
 //! the service restarts, crashes or is upgraded, so clients wait in the kernel's backlog
 //! instead of being refused.
 //!
-//! Names `http` and `control` (`FileDescriptorName=`) say what a socket serves; a socket with
+//! Names `http`, `control` and `admin` (`FileDescriptorName=`) say what a socket serves: `admin`
+//! is `oneiric-admin.socket`'s, the administrators' socket, which only systemd can create
+//! (its group is `oneiric-admin`), so it is never bound here nor stored. A socket with
 //! another name (packaging/oneiric.socket passes both under its unit name) fills a slot no name
 //! claimed, by its family. [`STORED_HTTP`] and [`STORED_CONTROL`] are the service's own
 //! listeners, handed back from systemd's fd store (`FileDescriptorStoreMax=`): they fill a slot
@@ -63,10 +65,14 @@ pub enum ActivationError {
     )]
     HttpDisabled { passed: SocketAddr },
     #[error(
-        "oneiric.socket's control socket is {passed}, but the service's is {expected} \
+        "{unit}'s socket is {passed}, but the service's is {expected} \
          (the CLI looks there); make ListenStream= and RUNTIME_DIRECTORY agree"
     )]
-    ControlMismatch { passed: String, expected: PathBuf },
+    PathMismatch {
+        unit: &'static str,
+        passed: String,
+        expected: PathBuf,
+    },
 }
 
 /// The sockets systemd passed, sorted by what they serve.
@@ -74,6 +80,8 @@ pub enum ActivationError {
 pub struct Inherited {
     pub http: Option<TcpListener>,
     pub control: Option<UnixListener>,
+    /// The administrators' socket (`FileDescriptorName=admin`).
+    pub admin: Option<UnixListener>,
     /// Whether `http` / `control` came from the fd store rather than a socket unit.
     pub http_stored: bool,
     pub control_stored: bool,
@@ -149,7 +157,7 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
         let unix = family == libc::AF_UNIX;
         let fits = match name.as_str() {
             "http" | STORED_HTTP => tcp,
-            "control" | STORED_CONTROL => unix,
+            "control" | "admin" | STORED_CONTROL => unix,
             _ => true,
         };
         if !fits {
@@ -164,8 +172,10 @@ fn sort(fds: Vec<(String, OwnedFd)>) -> Result<Inherited, ActivationError> {
             "control" if out.control.is_some() => {
                 return Err(ActivationError::Duplicate("control"));
             }
+            "admin" if out.admin.is_some() => return Err(ActivationError::Duplicate("admin")),
             "http" => out.http = Some(listener(&name, fd)?),
             "control" => out.control = Some(listener(&name, fd)?),
+            "admin" => out.admin = Some(listener(&name, fd)?),
             STORED_HTTP => stored.push((STORED_HTTP, fd)),
             STORED_CONTROL => stored.push((STORED_CONTROL, fd)),
             _ => unnamed.push((name, fd, tcp, unix)),
@@ -308,16 +318,22 @@ pub fn check_http(
     }
 }
 
-/// Refuses a passed control socket at a path other than the one the CLI connects to.
-pub fn check_control(passed: &UnixListener, expected: &Path) -> Result<(), ActivationError> {
+/// Refuses a passed unix socket (of socket unit `unit`) at a path other than the one the CLI
+/// connects to.
+pub fn check_path(
+    passed: &UnixListener,
+    expected: &Path,
+    unit: &'static str,
+) -> Result<(), ActivationError> {
     let addr = passed.local_addr().map_err(|source| ActivationError::Io {
-        name: "control".into(),
+        name: unit.into(),
         fd: passed.as_raw_fd(),
         source,
     })?;
     match addr.as_pathname() {
         Some(p) if p == expected => Ok(()),
-        other => Err(ActivationError::ControlMismatch {
+        other => Err(ActivationError::PathMismatch {
+            unit,
             passed: other.map_or_else(|| "unnamed".to_string(), |p| p.display().to_string()),
             expected: expected.to_path_buf(),
         }),
@@ -356,9 +372,43 @@ mod tests {
         assert!(got.http.is_some());
         assert!(got.control.is_some());
         assert_eq!(got.closed, vec!["metrics".to_string()]);
-        check_control(got.control.as_ref().unwrap(), &path).unwrap();
-        let err = check_control(got.control.as_ref().unwrap(), &dir.join("other")).unwrap_err();
+        check_path(got.control.as_ref().unwrap(), &path, "oneiric.socket").unwrap();
+        let err = check_path(
+            got.control.as_ref().unwrap(),
+            &dir.join("other"),
+            "oneiric.socket",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("c.sock"), "{err}");
+        assert!(got.admin.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_admin_socket_is_known_by_its_name_alone() {
+        let (dir, path) = socket_dir("oneiric-act-adm");
+        let admin_path = dir.join("admin.sock");
+        let _ = std::fs::remove_file(&admin_path);
+        let control = UnixListener::bind(&path).unwrap();
+        let admin = UnixListener::bind(&admin_path).unwrap();
+        let got = sort(vec![
+            ("admin".into(), owned(admin)),
+            ("oneiric.socket".into(), owned(control)),
+        ])
+        .unwrap();
+        check_path(got.control.as_ref().unwrap(), &path, "oneiric.socket").unwrap();
+        check_path(
+            got.admin.as_ref().unwrap(),
+            &admin_path,
+            "oneiric-admin.socket",
+        )
+        .unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(sort(vec![("admin".into(), owned(tcp))]).is_err());
+        let a = UnixListener::bind(dir.join("a1.sock")).unwrap();
+        let b = UnixListener::bind(dir.join("a2.sock")).unwrap();
+        let err = sort(vec![("admin".into(), owned(a)), ("admin".into(), owned(b))]).unwrap_err();
+        assert!(matches!(err, ActivationError::Duplicate("admin")), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,10 +1,12 @@
 //! The control protocol between the CLI and the running service: one JSON request and one JSON
-//! response per connection, over the unix socket `control.sock` in the runtime directory
-//! (mode 0660, so root and group `oneiric` only).
+//! response per connection, over the unix sockets of the runtime directory: `control.sock`
+//! (mode 0660, root and group `oneiric`: reads, and changes by root or the service's user) and
+//! `admin.sock` (held by `oneiric-admin.socket`, mode 0660 root:oneiric-admin: changes by whoever
+//! the kernel let connect).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -93,25 +95,58 @@ impl Request {
     }
 }
 
+/// Which of the service's sockets a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `control.sock`: group `oneiric` may connect, so the peer's credentials decide.
+    Control,
+    /// `admin.sock`: only root and group `oneiric-admin` may connect (the socket unit's
+    /// `SocketGroup=`/`SocketMode=`), so the kernel has decided already.
+    Admin,
+}
+
+impl Via {
+    pub fn socket_name(self) -> &'static str {
+        match self {
+            Via::Control => "control.sock",
+            Via::Admin => "admin.sock",
+        }
+    }
+}
+
 /// Why a peer may change the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authority {
     Root,
     /// The service's own user: it owns the state the request changes anyway.
     ServiceUser,
+    /// A peer the kernel let connect to `admin.sock`: a member of group `oneiric-admin`.
+    AdminGroup,
 }
 
-/// The control socket's rule for changes: root or the service's user. Group `oneiric` reads.
-/// A group of administrators is not part of the rule: under `PrivateUsers=yes` the service
-/// sees every other user as 65534, so membership can only be checked by the kernel, on a
-/// socket file owned by that group, not here.
-pub fn change_authority(peer: &crate::peer::Peer, service_uid: u32) -> Option<Authority> {
+/// The rule for changes: root or the service's user on either socket; anyone on the admin
+/// socket. Group membership is never judged here: under `PrivateUsers=yes` the service sees
+/// every user but root and its own as 65534, so only the kernel, checking the socket file's
+/// group on connect, can tell a member of `oneiric-admin` from anyone else.
+pub fn change_authority(peer: &crate::peer::Peer, service_uid: u32, via: Via) -> Option<Authority> {
     if peer.uid == 0 {
         Some(Authority::Root)
     } else if peer.uid == service_uid && peer.uid != crate::peer::UNMAPPED {
         Some(Authority::ServiceUser)
+    } else if via == Via::Admin {
+        Some(Authority::AdminGroup)
     } else {
         None
+    }
+}
+
+/// The sockets the CLI tries for a request, in order: a change goes to `admin.sock` first
+/// (the one a member of `oneiric-admin` may change through), a read to `control.sock` first;
+/// each falls back to the other when it cannot connect.
+pub fn sockets_for(req: &Request, control: PathBuf, admin: PathBuf) -> [PathBuf; 2] {
+    match req.access() {
+        Access::Change => [admin, control],
+        Access::Read => [control, admin],
     }
 }
 
@@ -184,6 +219,13 @@ pub enum ClientError {
     /// No service is listening: the socket is absent or refuses connections.
     #[error("no running service at {0}")]
     NoService(String),
+    /// The socket is there but this user may not connect (its mode and group).
+    #[error("{path}: {source}")]
+    Unreachable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -207,7 +249,7 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
         {
             return Err(ClientError::NoService(path));
         }
-        Err(source) => return Err(ClientError::Io { path, source }),
+        Err(source) => return Err(ClientError::Unreachable { path, source }),
     };
     let io = |source| ClientError::Io {
         path: path.clone(),
@@ -236,6 +278,28 @@ pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Respon
     })
 }
 
+/// Sends the request through the first of `sockets` this process can connect to. When none
+/// can be reached: the first socket that exists but refused this user, else no service (at
+/// any of them).
+pub fn request_first(
+    sockets: &[PathBuf],
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let mut unreachable = None;
+    let mut absent = Vec::new();
+    for socket in sockets {
+        match request(socket, req, timeout) {
+            Err(e @ ClientError::Unreachable { .. }) => {
+                unreachable.get_or_insert(e);
+            }
+            Err(ClientError::NoService(path)) => absent.push(path),
+            other => return other,
+        }
+    }
+    Err(unreachable.unwrap_or_else(|| ClientError::NoService(absent.join(" or "))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,24 +313,100 @@ mod tests {
     }
 
     #[test]
-    fn only_root_and_the_service_user_may_change() {
+    fn on_the_control_socket_only_root_and_the_service_user_may_change() {
         let service = 990;
-        assert_eq!(change_authority(&peer(0), service), Some(Authority::Root));
+        let c = Via::Control;
         assert_eq!(
-            change_authority(&peer(990), service),
+            change_authority(&peer(0), service, c),
+            Some(Authority::Root)
+        );
+        assert_eq!(
+            change_authority(&peer(990), service, c),
             Some(Authority::ServiceUser)
         );
         // Group `oneiric`, an unmapped user: reads only.
-        assert_eq!(change_authority(&peer(1000), service), None);
+        assert_eq!(change_authority(&peer(1000), service, c), None);
         assert_eq!(
-            change_authority(&peer(crate::peer::UNMAPPED), service),
+            change_authority(&peer(crate::peer::UNMAPPED), service, c),
             None
         );
         // A service running as nobody does not make every unmapped user its own.
         assert_eq!(
-            change_authority(&peer(crate::peer::UNMAPPED), crate::peer::UNMAPPED),
+            change_authority(&peer(crate::peer::UNMAPPED), crate::peer::UNMAPPED, c),
             None
         );
+    }
+
+    #[test]
+    fn on_the_admin_socket_whoever_connected_may_change() {
+        let a = Via::Admin;
+        assert_eq!(change_authority(&peer(0), 990, a), Some(Authority::Root));
+        assert_eq!(
+            change_authority(&peer(crate::peer::UNMAPPED), 990, a),
+            Some(Authority::AdminGroup)
+        );
+        assert_eq!(
+            change_authority(&peer(1000), 990, a),
+            Some(Authority::AdminGroup)
+        );
+    }
+
+    #[test]
+    fn changes_try_the_admin_socket_first_and_reads_the_control_socket() {
+        let (c, a) = (
+            PathBuf::from("/r/control.sock"),
+            PathBuf::from("/r/admin.sock"),
+        );
+        let [first, _] = sockets_for(&Request::Reload, c.clone(), a.clone());
+        assert_eq!(first, a);
+        let [first, second] = sockets_for(&Request::Status, c.clone(), a.clone());
+        assert_eq!((first, second), (c, a));
+    }
+
+    #[test]
+    fn a_socket_this_user_cannot_reach_falls_back_to_the_next() {
+        let dir = std::env::temp_dir().join(format!("oneiric-ctl-first-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let absent = dir.join("absent.sock");
+        let live = dir.join("live.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let answer = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            (&stream)
+                .write_all(b"{\"outcome\":\"ok\",\"message\":\"up\"}\n")
+                .unwrap();
+        });
+        let got = request_first(
+            &[absent.clone(), live.clone()],
+            &Request::Status,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(got.message, "up");
+        answer.join().unwrap();
+        // Neither reachable: "no service", naming the first.
+        let err = request_first(
+            std::slice::from_ref(&absent),
+            &Request::Status,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientError::NoService(ref p) if p.ends_with("absent.sock")));
+        // A path this process cannot connect through (here: not a directory, which root
+        // meets too) is an error other than "no service", and it wins over an absent one.
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = request_first(
+            &[absent, file.join("x.sock")],
+            &Request::Status,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

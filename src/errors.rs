@@ -138,7 +138,7 @@ impl HasExit for ActivationError {
             // The socket unit and the settings disagree: a configuration to fix.
             ActivationError::HttpMismatch { .. }
             | ActivationError::HttpDisabled { .. }
-            | ActivationError::ControlMismatch { .. }
+            | ActivationError::PathMismatch { .. }
             | ActivationError::Duplicate(_) => Exit::InvalidConfig,
             ActivationError::BadCount(_)
             | ActivationError::NameCount { .. }
@@ -182,9 +182,10 @@ impl HasExit for ActivityError {
 impl HasExit for ClientError {
     fn exit(&self) -> Exit {
         match self {
-            ClientError::NoService(_) | ClientError::Io { .. } | ClientError::Protocol { .. } => {
-                Exit::Failure
-            }
+            ClientError::NoService(_)
+            | ClientError::Unreachable { .. }
+            | ClientError::Io { .. }
+            | ClientError::Protocol { .. } => Exit::Failure,
         }
     }
 }

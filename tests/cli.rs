@@ -645,7 +645,9 @@ fn instance_names_are_checked_and_name_the_directories() {
     let o = run_with_timeout(c, Duration::from_secs(60));
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("no running service at /run/oneiric/staging/control.sock"),
+        stderr(&o).contains(
+            "no running service at /run/oneiric/staging/admin.sock or /run/oneiric/staging/control.sock"
+        ),
         "{}",
         stderr(&o)
     );

@@ -1134,6 +1134,12 @@ fn out_of_file_descriptors_the_accept_loop_pauses_instead_of_spinning() {
 /// `oneiric ARGS` run by `setpriv` as uid/gid 65534, from a copy of the binary that user can
 /// execute (the build tree may sit under /root).
 fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    as_user(sb, 65534, &[], args)
+}
+
+/// Runs the CLI as `uid` (group `uid`) with exactly the supplementary `groups`, as a login of
+/// that user in those groups would.
+fn as_user(sb: &Sandbox, uid: u32, groups: &[u32], args: &[&str]) -> std::process::Output {
     let copy = sb.path("oneiric-for-nobody");
     if !copy.exists() {
         std::fs::copy(BIN, &copy).expect("copy the binary");
@@ -1146,10 +1152,15 @@ fn as_nobody(sb: &Sandbox, args: &[&str]) -> std::process::Output {
             c.env(k, v);
         }
     }
-    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&copy)
-        .args(args)
-        .stdin(std::process::Stdio::null());
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"));
+    if groups.is_empty() {
+        c.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        c.arg(format!("--groups={}", list.join(",")));
+    }
+    c.arg(&copy).args(args).stdin(std::process::Stdio::null());
     run_with_timeout(c, Duration::from_secs(60))
 }
 
@@ -1236,6 +1247,182 @@ fn the_control_socket_lets_its_group_read_and_only_root_change() {
         "{journal}"
     );
     drop(svc);
+}
+
+/// The three kinds of local user the README documents, against the two sockets as the packages
+/// set them up (the group and mode systemd gives each): root changes through either; a member
+/// of group `oneiric` reads through control.sock and is refused every change; a member of
+/// `oneiric-admin` reads and changes through admin.sock, and is in no group that reaches
+/// control.sock. The journal and the control log name each peer and the socket it used.
+#[test]
+fn root_the_oneiric_group_and_the_admin_group_have_exactly_their_documented_rights() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    if oneiric::peer::own_uid() != 0 {
+        eprintln!(
+            "SKIPPED: connecting as other users takes root (CI runs this as root); \
+             the rule itself is tested in control::tests"
+        );
+        return;
+    }
+    // Ids in no user database: the group `oneiric` and `oneiric-admin` stand-ins and one user
+    // in each.
+    const GROUP_ONEIRIC: u32 = 61300;
+    const GROUP_ADMIN: u32 = 61301;
+    const READER: u32 = 61310;
+    const ADMIN: u32 = 61311;
+    let sb = Sandbox::new();
+    settings(&sb, "redis");
+    for d in ["", "etc", "state", "cache"] {
+        std::fs::set_permissions(sb.path(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(sb.path("run"), std::fs::Permissions::from_mode(0o751)).unwrap();
+    let socket = |name: &str, gid: u32| {
+        let path = sb.path(&format!("run/{name}"));
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+        l
+    };
+    let control = socket("control.sock", GROUP_ONEIRIC);
+    let admin = socket("admin.sock", GROUP_ADMIN);
+    let http_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http_l.local_addr().unwrap().port();
+    // As the two socket units pass them: oneiric.socket's under its unit's name.
+    let fds = [
+        ("oneiric.socket", http_l.as_raw_fd()),
+        ("oneiric.socket", control.as_raw_fd()),
+        ("admin", admin.as_raw_fd()),
+    ];
+    let port_arg = port.to_string();
+    let mut service = start_activated(&sb, &fds, &["--http-port", port_arg.as_str()], None);
+    assert!(wait_healthy(port), "service did not answer");
+    let served_provider = |_: &Sandbox| {
+        let (status, body) = http(port, "GET", "/v1/resolve/adapter/cache");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["provider"].as_str().unwrap_or_default().to_string()
+    };
+    let log = || std::fs::read_to_string(sb.path("service.log")).unwrap_or_default();
+    assert!(
+        log().contains("admin from the socket unit"),
+        "the admin socket was not taken: {}",
+        log()
+    );
+
+    let reader = |args: &[&str]| as_user(&sb, READER, &[GROUP_ONEIRIC], args);
+    let admin_user = |args: &[&str]| as_user(&sb, ADMIN, &[GROUP_ADMIN], args);
+    let served = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_str(&stdout(o)).unwrap_or_default()
+    };
+
+    // Group `oneiric`: reads; every change refused (admin.sock tried first, not reachable),
+    // nothing changed.
+    let o = reader(&["status", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        served(&o)["service"]["generation"].is_u64(),
+        "{}",
+        stdout(&o)
+    );
+    for args in [
+        &["pause", "adapter", "cache"][..],
+        &["drain", "adapter", "cache"],
+        &["swap", "adapter", "cache", "fallback"],
+        &["reload"],
+    ] {
+        let o = reader(args);
+        assert_eq!(code(&o), 6, "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("permission denied")
+                && e.contains(&format!("uid {READER}"))
+                && e.contains("oneiric-admin"),
+            "{e}"
+        );
+    }
+    assert_eq!(served_provider(&sb), "redis");
+
+    // Group `oneiric-admin`: reads through admin.sock (control.sock is not its group's) and
+    // changes.
+    let o = admin_user(&["status", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        served(&o)["service"]["generation"].is_u64(),
+        "{}",
+        stdout(&o)
+    );
+    let o = admin_user(&["swap", "adapter", "cache", "fallback"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("via running service"), "{}", stdout(&o));
+    assert_eq!(served_provider(&sb), "fallback");
+    let o = admin_user(&["pause", "adapter", "cache", "--note", "by the admin group"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = admin_user(&["reload"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // Root: through either socket.
+    let o = sb.run(&["pause", "adapter", "cache", "--resume"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = sb.run(&["swap", "adapter", "cache", "--unpin"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(served_provider(&sb), "redis");
+
+    // On record: who, from which process, through which socket.
+    let o = sb.run(&["activity", "--changes", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let summary: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["op"].as_str().unwrap_or_default().to_string(),
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+                r["uid"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let row = |op: &str, outcome: &str, uid: u32| (op.to_string(), outcome.to_string(), uid as u64);
+    assert_eq!(
+        summary,
+        [
+            row("unpin", "ok", 0),
+            row("pause", "ok", 0),
+            row("reload", "ok", ADMIN),
+            row("pause", "ok", ADMIN),
+            row("swap", "ok", ADMIN),
+            row("reload", "refused", READER),
+            row("swap", "refused", READER),
+            row("drain", "refused", READER),
+            row("pause", "refused", READER),
+        ],
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["pid"].as_u64().is_some_and(|p| p > 1)),
+        "{rows:?}"
+    );
+    let journal = log();
+    for line in [
+        format!("control: swap adapter/cache by uid {ADMIN} (pid "),
+        format!("control: pause adapter/cache by uid {READER} (pid "),
+        "control: unpin adapter/cache by uid 0 (pid ".to_string(),
+    ] {
+        assert!(journal.contains(&line), "no {line:?} in {journal}");
+    }
+    let admin_swap = journal
+        .lines()
+        .find(|l| l.contains(&format!("control: swap adapter/cache by uid {ADMIN}")))
+        .unwrap_or_default();
+    assert!(admin_swap.contains("via admin.sock: ok"), "{admin_swap}");
+    let refused = journal
+        .lines()
+        .find(|l| l.contains(&format!("control: swap adapter/cache by uid {READER}")))
+        .unwrap_or_default();
+    assert!(refused.contains("via control.sock refused"), "{refused}");
+    let _ = service.kill();
+    let _ = service.wait();
 }
 
 /// Reads one response from a kept-alive connection: the head, then `Content-Length` bytes.

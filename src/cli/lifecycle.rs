@@ -19,13 +19,13 @@ pub(super) fn via_service(
     req: &Request,
     timeout: Duration,
 ) -> Option<Result<Response, CliError>> {
-    match control::request(&ctx.dirs.control_socket(), req, timeout) {
+    match control::request_first(&ctx.dirs.sockets_for(req), req, timeout) {
         Ok(r) => Some(Ok(r)),
         Err(ClientError::NoService(_)) => None,
         Err(e) => Some(Err(CliError::new(
             e.exit(),
             format!(
-                "{e} (the service is running but cannot be reached; run as root or a member of group oneiric)"
+                "{e} (the service is running but cannot be reached; run as root, or as a member of group oneiric to read, of group oneiric-admin to change)"
             ),
         ))),
     }

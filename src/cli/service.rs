@@ -306,8 +306,8 @@ fn stdin_is_tty() -> bool {
 }
 
 pub fn reload(ctx: &Ctx, timeout: u64) -> CliResult {
-    match control::request(
-        &ctx.dirs.control_socket(),
+    match control::request_first(
+        &ctx.dirs.sockets_for(&Request::Reload),
         &Request::Reload,
         Duration::from_secs(timeout.max(1)),
     ) {

@@ -1,7 +1,8 @@
-//! The service side of the control socket: reload, swap, unpin, pause, drain, status. Every
+//! The service side of the control sockets: reload, swap, unpin, pause, drain, status. Every
 //! change goes through the state owner; answers carry the typed outcome. Who may change is
-//! decided per request from the peer's kernel credentials (`peer`, `control::change_authority`):
-//! every change request, allowed or not, goes to the journal and the activity store's log.
+//! decided per request from the socket it came through and the peer's kernel credentials
+//! (`peer`, `control::change_authority`): every change request, allowed or not, goes to the
+//! journal and the activity store's log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +14,14 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{Service, Trigger};
 use crate::activity::ControlRecord;
-use crate::control::{self, Access, MAX_REQUEST_BYTES, Request, Response};
+use crate::control::{self, Access, MAX_REQUEST_BYTES, Request, Response, Via};
 use crate::errors::HasExit;
 use crate::exit::Exit;
 use crate::lifecycle::{self, SwapRequest};
 use crate::peer::{self, Peer};
 
-/// Connections served at once. Past it, clients wait in the socket's listen backlog rather
-/// than in this process's memory.
+/// Connections served at once, per socket. Past it, clients wait in the socket's listen
+/// backlog rather than in this process's memory.
 const MAX_CONNECTIONS: usize = 32;
 /// For the request line to arrive, and for the answer to be taken.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,6 +29,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn serve(
     listener: UnixListener,
+    via: Via,
     service: Arc<Service>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -44,12 +46,12 @@ pub async fn serve(
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => {
-                let Some((stream, _)) = backoff.check("control socket", accepted).await else {
+                let Some((stream, _)) = backoff.check(via.socket_name(), accepted).await else {
                     continue;
                 };
                 let service = Arc::clone(&service);
                 tokio::spawn(async move {
-                    handle(stream, service).await;
+                    handle(stream, via, service).await;
                     drop(permit);
                 });
             }
@@ -69,7 +71,7 @@ fn failed(e: &(impl HasExit + std::fmt::Display)) -> Response {
     reply(e.exit(), e.to_string(), Value::Null)
 }
 
-async fn handle(stream: tokio::net::UnixStream, service: Arc<Service>) {
+async fn handle(stream: tokio::net::UnixStream, via: Via, service: Arc<Service>) {
     // Taken before anything is read: what the kernel recorded at connect time.
     let peer = Peer::of(&stream);
     let (read, mut write) = stream.into_split();
@@ -82,7 +84,7 @@ async fn handle(stream: tokio::net::UnixStream, service: Arc<Service>) {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
             Err(e) => reply(Exit::Usage, format!("bad request: {e}"), Value::Null),
             Ok(req) => match &peer {
-                Ok(peer) => authorised(req, peer, &service).await,
+                Ok(peer) => authorised(req, peer, via, &service).await,
                 Err(e) => reply(
                     Exit::Failure,
                     format!("cannot tell who sent the request (SO_PEERCRED): {e}"),
@@ -99,37 +101,55 @@ async fn handle(stream: tokio::net::UnixStream, service: Arc<Service>) {
 
 /// Reads are answered for anyone who could connect; changes only for the peers
 /// `control::change_authority` names, and every change request is journalled and recorded.
-async fn authorised(req: Request, peer: &Peer, service: &Arc<Service>) -> Response {
+async fn authorised(req: Request, peer: &Peer, via: Via, service: &Arc<Service>) -> Response {
     if req.access() == Access::Read {
         return dispatch(req, service).await;
     }
     let (op, target) = (req.op(), req.target());
-    let allowed = control::change_authority(peer, peer::own_uid()).is_some();
+    let allowed = control::change_authority(peer, peer::own_uid(), via).is_some();
     let response = if allowed {
         dispatch(req, service).await
     } else {
         reply(Exit::Refused, denial(op, peer), Value::Null)
     };
-    audit(service, peer, op, target, allowed, &response).await;
+    let request = Audited {
+        peer,
+        via,
+        op,
+        target,
+        allowed,
+    };
+    audit(service, request, &response).await;
     response
 }
 
 fn denial(op: &str, peer: &Peer) -> String {
     format!(
         "permission denied: `{op}` changes the service, and {} is neither root nor the service's user; \
-         members of group `oneiric` may read (`oneiric status`). Run it with sudo",
+         members of group `oneiric` may read (`oneiric status`), members of group `oneiric-admin` \
+         change (through admin.sock, which the CLI tries first). Run it with sudo, or add the user \
+         to oneiric-admin (`usermod -aG oneiric-admin USER`, then log in again)",
         peer.describe()
     )
 }
 
-async fn audit(
-    service: &Service,
-    peer: &Peer,
+/// A change request as the audit trail records it.
+struct Audited<'a> {
+    peer: &'a Peer,
+    via: Via,
     op: &'static str,
     target: Option<String>,
     allowed: bool,
-    response: &Response,
-) {
+}
+
+async fn audit(service: &Service, request: Audited<'_>, response: &Response) {
+    let Audited {
+        peer,
+        via,
+        op,
+        target,
+        allowed,
+    } = request;
     let outcome = serde_json::to_value(response.outcome)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -140,13 +160,15 @@ async fn audit(
         .map(|t| format!(" {t}"))
         .unwrap_or_default();
     let pid = peer.pid.unwrap_or(0);
+    let socket = via.socket_name();
     if allowed {
         tracing::info!(
             oneiric_event = "control_change",
             oneiric_peer_uid = peer.uid,
             oneiric_peer_pid = pid,
             oneiric_op = op,
-            "control: {op}{on} by {}: {outcome}: {message}",
+            oneiric_socket = socket,
+            "control: {op}{on} by {} via {socket}: {outcome}: {message}",
             peer.describe()
         );
     } else {
@@ -155,7 +177,8 @@ async fn audit(
             oneiric_peer_uid = peer.uid,
             oneiric_peer_pid = pid,
             oneiric_op = op,
-            "control: {op}{on} by {} refused: not allowed to change the service",
+            oneiric_socket = socket,
+            "control: {op}{on} by {} via {socket} refused: not allowed to change the service",
             peer.describe()
         );
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::activation;
 use crate::activity::ActivityStore;
 use crate::config::Env;
+use crate::control::Via;
 use crate::engine::{self, Dirs, LoadRequest, LoadedSettings};
 use crate::errors::StartError;
 use crate::lifecycle::LifecycleStatus;
@@ -31,6 +32,10 @@ pub struct Listeners {
     pub http: Option<std::net::TcpListener>,
     pub control: std::os::unix::net::UnixListener,
     pub control_path: PathBuf,
+    /// The administrators' socket, when `oneiric-admin.socket` passed it: changes from
+    /// whoever may connect (root and group `oneiric-admin`). Never bound here: only systemd
+    /// can give it that group.
+    pub admin: Option<std::os::unix::net::UnixListener>,
     /// Whether this process created the control socket's path (and removes it at exit). A
     /// socket systemd passed stays: systemd keeps listening on it across the restart.
     pub control_owned: bool,
@@ -72,11 +77,26 @@ pub fn bind_listeners(
     let (control, control_owned) = passed_or_bind(
         inherited.control.map(|l| (l, inherited.control_stored)),
         ("control", activation::STORED_CONTROL),
-        |l| activation::check_control(l, &control_path),
+        |l| activation::check_path(l, &control_path, "oneiric.socket"),
         |l| (l, false),
         || bind_control(&control_path),
         &mut from,
     )?;
+    let admin = match inherited.admin {
+        Some(l) => {
+            activation::check_path(&l, &dirs.admin_socket(), "oneiric-admin.socket")?;
+            from.push("admin from the socket unit".into());
+            Some(l)
+        }
+        None => {
+            tracing::info!(
+                oneiric_event = "socket_activation",
+                "no administrators' socket (oneiric-admin.socket) passed: changes through {} take root or the service's user",
+                control_path.display()
+            );
+            None
+        }
+    };
     if !from.is_empty() {
         tracing::info!(
             oneiric_event = "socket_activation",
@@ -91,6 +111,7 @@ pub fn bind_listeners(
     Ok(Listeners {
         http,
         control,
+        admin,
         control_path,
         control_owned,
         http_token,
@@ -555,17 +576,29 @@ fn start_servers(
         }
         None => None,
     };
-    let control = tokio::net::UnixListener::from_std(listeners.control).map_err(|source| {
-        StartError::Control(crate::control::BindError::Socket {
-            path: listeners.control_path.display().to_string(),
-            source,
-        })
-    })?;
-    tasks.push(tokio::spawn(control_server::serve(
-        control,
-        Arc::clone(service),
-        stop_rx.clone(),
-    )));
+    let unix = [
+        (Some(listeners.control), Via::Control),
+        (listeners.admin, Via::Admin),
+    ];
+    for (listener, via) in unix {
+        let Some(listener) = listener else { continue };
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(|source| {
+            StartError::Control(crate::control::BindError::Socket {
+                path: listeners
+                    .control_path
+                    .with_file_name(via.socket_name())
+                    .display()
+                    .to_string(),
+                source,
+            })
+        })?;
+        tasks.push(tokio::spawn(control_server::serve(
+            listener,
+            via,
+            Arc::clone(service),
+            stop_rx.clone(),
+        )));
+    }
     Ok((tasks, http_addr))
 }
 

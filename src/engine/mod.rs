@@ -102,6 +102,16 @@ impl Dirs {
     pub fn control_socket(&self) -> PathBuf {
         self.runtime.join("control.sock")
     }
+
+    /// The administrators' socket (`oneiric-admin.socket`): changes from group `oneiric-admin`.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.runtime.join("admin.sock")
+    }
+
+    /// The sockets a request to the service tries, in order (`control::sockets_for`).
+    pub fn sockets_for(&self, req: &crate::control::Request) -> [PathBuf; 2] {
+        crate::control::sockets_for(req, self.control_socket(), self.admin_socket())
+    }
 }
 
 /// A manifest location: a local path (the packaged default) or a URL.
