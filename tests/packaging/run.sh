@@ -153,8 +153,8 @@ sa_verify() {
 	local out
 	# --man=no: Documentation= pages are checked against the package below.
 	# oneiric@vmtest.*: an instance of each template, as `systemctl start oneiric@NAME` loads it.
-	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service oneiric.socket \
-		oneiric@vmtest.service oneiric@vmtest.socket 2>&1) || { echo "$out"; return 1; }
+	out=$(systemd-analyze verify --man=no --root="$1" oneiric.service oneiric.socket oneiric-admin.socket \
+		oneiric@vmtest.service oneiric@vmtest.socket oneiric-admin@vmtest.socket 2>&1) || { echo "$out"; return 1; }
 	# Any output (unknown key, bad value, missing binary) is a finding.
 	[ -z "$out" ] || { echo "$out"; return 1; }
 }
@@ -239,7 +239,7 @@ Group=oneiric
 StateDirectory=oneiric
 CacheDirectory=oneiric
 RuntimeDirectory=oneiric
-RuntimeDirectoryMode=0750
+RuntimeDirectoryMode=0751
 ConfigurationDirectory=oneiric
 LimitNOFILE=65536
 LimitNPROC=4096
@@ -305,6 +305,11 @@ sysusers_tmpfiles() {
 		[ "$(stat -c '%a %u %g' "$f")" = "640 0 $gid" ] || bad+=("${f#"$root"}")
 	done
 	[ "$(stat -c '%a %u %g' "$root/etc/oneiric/environment")" = "600 0 0" ] || bad+=("/etc/oneiric/environment")
+	# Group oneiric-admin (admin.sock's) exists, empty; /run/oneiric lets its members through.
+	grep -q '^oneiric-admin:x:[0-9]*:$' "$root/etc/group" ||
+		{ echo "group oneiric-admin not as expected: $(grep oneiric-admin "$root/etc/group")"; return 1; }
+	[ "$(stat -c '%a %u %g' "$root/run/oneiric")" = "751 $(awk -F: '$1 == "oneiric" { print $3 }' "$root/etc/passwd") $gid" ] ||
+		bad+=("/run/oneiric")
 	[ ${#bad[@]} -eq 0 ] || { echo "wrong mode/owner: ${bad[*]}"; return 1; }
 }
 t_check sysusers-tmpfiles-deb sysusers_tmpfiles "$DEBROOT"
@@ -342,6 +347,8 @@ t_check apparmor-profile aa_check
 # "source|installed path (deb)|installed path (rpm)"
 SAME_FILES="packaging/oneiric.service|usr/lib/systemd/system/oneiric.service
 packaging/oneiric.socket|usr/lib/systemd/system/oneiric.socket
+packaging/oneiric-admin.socket|usr/lib/systemd/system/oneiric-admin.socket
+packaging/oneiric-admin@.socket|usr/lib/systemd/system/oneiric-admin@.socket
 packaging/oneiric.service.d/journald.conf|usr/lib/systemd/system/oneiric.service.d/journald.conf
 packaging/oneiric@.service|usr/lib/systemd/system/oneiric@.service
 packaging/oneiric@.socket|usr/lib/systemd/system/oneiric@.socket
@@ -382,6 +389,8 @@ DEB_EXPECTED="-rwxr-xr-x root/root ./usr/bin/oneiric
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.service.d/journald.conf
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric.socket
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric-admin.socket
+-rw-r--r-- root/root ./usr/lib/systemd/system/oneiric-admin@.socket
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.service
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.service.d/journald.conf
 -rw-r--r-- root/root ./usr/lib/systemd/system/oneiric@.socket
@@ -467,7 +476,8 @@ deb_scripts() {
 	grep -q 'deb-systemd-invoke start' "$p" || { echo "postinst: no start on install"; return 1; }
 	grep -q 'deb-systemd-invoke try-restart' "$p" || { echo "postinst: no try-restart on upgrade"; return 1; }
 	grep -q '\[ -d /run/systemd/system \]' "$p" || { echo "postinst: not chroot-safe"; return 1; }
-	{ grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop oneiric.socket oneiric.service' "$r"; } || { echo "prerm: no stop of both units on remove"; return 1; }
+	{ grep -q '"$1" = remove' "$r" && grep -q 'deb-systemd-invoke stop oneiric.socket oneiric-admin.socket oneiric.service' "$r"; } || { echo "prerm: no stop of the three units on remove"; return 1; }
+	grep -q 'groupadd --system oneiric-admin' "$p" || { echo "postinst: no groupadd fallback for oneiric-admin"; return 1; }
 	grep -q 'rm -rf /var/lib/oneiric /var/cache/oneiric' "$m" || { echo "postrm: purge does not clean"; return 1; }
 	{ grep -q 'apparmor_parser -R' "$m" && grep -q 'rm -f /etc/apparmor.d/local/usr.bin.oneiric' "$m"; } ||
 		{ echo "postrm: no apparmor unload/cleanup"; return 1; }
@@ -487,6 +497,8 @@ RPM_EXPECTED="0100755 root root 0 0 /usr/bin/oneiric
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.service.d/journald.conf
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric.socket
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric-admin.socket
+0100644 root root 0 0 /usr/lib/systemd/system/oneiric-admin@.socket
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.service
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.service.d/journald.conf
 0100644 root root 0 0 /usr/lib/systemd/system/oneiric@.socket
@@ -551,20 +563,24 @@ rpm_scripts() {
 	done
 	# Fedora/RHEL semantics (%sysusers_create_compat, %tmpfiles_create, %systemd_post,
 	# %systemd_preun, %systemd_postun_with_restart written out).
-	local u
-	u=$(grep '^u ' packaging/oneiric.sysusers)
-	{ grep -qF "echo '$u' |" rpm/pre && grep -q 'systemd-sysusers --replace=/usr/lib/sysusers.d/oneiric.conf -' rpm/pre; } ||
-		{ echo "%pre: no systemd-sysusers --replace with the line of packaging/oneiric.sysusers"; return 1; }
-	grep -q 'useradd --system' rpm/pre || { echo "%pre: no useradd fallback"; return 1; }
+	# Every line of packaging/oneiric.sysusers, and no other, is what %pre gives systemd-sysusers.
+	local given
+	given=$(sed -n "s/^[[:space:]]*\(printf '%s\\\\n' \)\{0,1\}'\([ug] [^']*\)'.*/\2/p" rpm/pre)
+	[ "$given" = "$(grep -E '^[ug] ' packaging/oneiric.sysusers)" ] ||
+		{ echo "%pre gives systemd-sysusers: [$given], packaging/oneiric.sysusers has: [$(grep -E '^[ug] ' packaging/oneiric.sysusers)]"; return 1; }
+	grep -q 'systemd-sysusers --replace=/usr/lib/sysusers.d/oneiric.conf -' rpm/pre ||
+		{ echo "%pre: no systemd-sysusers --replace"; return 1; }
+	{ grep -q 'useradd --system' rpm/pre && grep -q 'groupadd --system oneiric-admin' rpm/pre; } ||
+		{ echo "%pre: no useradd/groupadd fallback"; return 1; }
 	grep -q 'systemd-tmpfiles --create oneiric.conf' rpm/post || { echo "%post: no tmpfiles"; return 1; }
 	{ grep -q '"$1" -eq 1' rpm/post && grep -q 'systemctl --no-reload preset oneiric.service' rpm/post; } ||
 		{ echo "%post: no preset on first install"; return 1; }
 	! grep -v '^[[:space:]]*#' rpm/post | grep -Eq 'systemctl .*(start|enable|restart)' ||
 		{ echo "%post: starts or enables (presets decide; the admin starts)"; return 1; }
 	{ grep -q '"$1" -eq 0' rpm/preun && grep -q 'systemctl --no-reload disable oneiric.service' rpm/preun &&
-		grep -q 'systemctl stop oneiric.socket oneiric.service' rpm/preun; } || { echo "%preun: no disable+stop of both units on erase"; return 1; }
+		grep -q 'systemctl stop oneiric.socket oneiric-admin.socket oneiric.service' rpm/preun; } || { echo "%preun: no disable+stop of the units on erase"; return 1; }
 	# Upgrades restart the service only: a restarted socket unit refuses clients (issue 18).
-	! grep -hv '^[[:space:]]*#' rpm/postun debian/postinst | grep -Eq 'restart[^#]*oneiric\.socket|restart[^#]*"\$SOCKET"' ||
+	! grep -hv '^[[:space:]]*#' rpm/postun debian/postinst | grep -Eq 'restart[^#]*oneiric(-admin)?\.socket|restart[^#]*\$SOCKETS' ||
 		{ echo "an upgrade path restarts oneiric.socket"; return 1; }
 	grep -q 'systemctl daemon-reload' rpm/postun || { echo "%postun: no daemon-reload"; return 1; }
 	{ grep -q '"$1" -ge 1' rpm/postun && grep -q 'systemctl try-restart oneiric.service' rpm/postun; } ||
@@ -837,7 +853,9 @@ deb_lifecycle() {
 	in_chroot 'getent passwd oneiric | grep -q ":/var/lib/oneiric:/usr/sbin/nologin$"' || { echo "no user after install"; return 1; }
 	modes_ok || { echo "wrong modes after install (fallback path)"; return 1; }
 	in_chroot 'test -L /etc/systemd/system/multi-user.target.wants/oneiric.service' || { echo "not enabled"; return 1; }
-	in_chroot 'test -L /etc/systemd/system/sockets.target.wants/oneiric.socket' || { echo "socket unit not enabled"; return 1; }
+	in_chroot 'test -L /etc/systemd/system/sockets.target.wants/oneiric.socket &&
+		test -L /etc/systemd/system/sockets.target.wants/oneiric-admin.socket' || { echo "socket units not enabled"; return 1; }
+	in_chroot 'getent group oneiric-admin >/dev/null' || { echo "no group oneiric-admin after install (fallback path)"; return 1; }
 	in_chroot 'test -f /etc/apparmor.d/local/usr.bin.oneiric' || { echo "no local AppArmor include"; return 1; }
 	in_chroot 'for p in /usr/bin/*.hidden /bin/*.hidden; do [ -e "$p" ] && mv "$p" "${p%.hidden}"; done; true'
 	# 2. Upgrade (same version again) with /proc mounted and an admin edit.
@@ -858,6 +876,7 @@ deb_lifecycle() {
 	in_chroot 'for p in /etc/oneiric /var/lib/oneiric /var/cache/oneiric /var/log/oneiric \
 		/etc/systemd/system/oneiric.service /etc/systemd/system/multi-user.target.wants/oneiric.service \
 		/etc/systemd/system/oneiric.socket /etc/systemd/system/sockets.target.wants/oneiric.socket \
+		/etc/systemd/system/oneiric-admin.socket /etc/systemd/system/sockets.target.wants/oneiric-admin.socket \
 		/etc/apparmor.d/local/usr.bin.oneiric; do test ! -e "$p" && test ! -L "$p" || exit 1; done' ||
 		{ echo "purge left files behind"; return 1; }
 	# 5. Reinstall after purge (user exists): idempotent.
