@@ -90,7 +90,9 @@
             else
               text + "\n[Install]\nWantedBy=${toString u.wantedBy}\n";
           # The oneiric units NixOS has: [Install] Also= may name only these (compare-unit.sh).
-          installedUnits = lib.filter (n: lib.hasPrefix "oneiric." n) (lib.attrNames units);
+          installedUnits = lib.filter (n: builtins.match "oneiric(-admin)?[.].*" n != null) (
+            lib.attrNames units
+          );
         in
         {
           inherit package;
@@ -98,8 +100,8 @@
           cargo-test = package.overrideAttrs { doCheck = true; };
 
           # Evaluates the whole NixOS system (a failed assertion or a type error fails here),
-          # then compares the units NixOS writes with packaging/oneiric.service and
-          # packaging/oneiric.socket.
+          # then compares the units NixOS writes with packaging/oneiric.service,
+          # packaging/oneiric.socket and packaging/oneiric-admin.socket.
           module-eval =
             pkgs.runCommand "oneiric-module-eval"
               {
@@ -107,9 +109,11 @@
                 toplevel = builtins.unsafeDiscardStringContext nixos.config.system.build.toplevel.drvPath;
                 unit = rendered "oneiric.service" nixos.config.systemd.services.oneiric;
                 socket = rendered "oneiric.socket" nixos.config.systemd.sockets.oneiric;
+                adminSocket = rendered "oneiric-admin.socket" nixos.config.systemd.sockets.oneiric-admin;
                 passAsFile = [
                   "unit"
                   "socket"
+                  "adminSocket"
                 ];
                 ONEIRIC_INSTALLED = toString installedUnits;
               }
@@ -119,6 +123,8 @@
                   ${nixos.config.systemd.package.version}
                 ONEIRIC_UNIT=oneiric.socket sh ${./tests/nix/compare-unit.sh} ${./packaging} "$socketPath" \
                   ${package}/bin/oneiric ${nixos.config.systemd.package.version}
+                ONEIRIC_UNIT=oneiric-admin.socket sh ${./tests/nix/compare-unit.sh} ${./packaging} \
+                  "$adminSocketPath" ${package}/bin/oneiric ${nixos.config.systemd.package.version}
                 touch $out
               '';
         }

@@ -18,8 +18,8 @@
 #   - LogLevelMax=debug when the log level is debug or trace (the drop-in caps it at info)
 #   - X-Restart-Triggers (restartTriggers) naming the socket unit's content, so that a switch
 #     that changes the socket restarts the service and, with it, the socket
-# [Install] Also=oneiric.socket becomes the socket unit itself (NixOS links units by their
-# wantedBy, not by `systemctl enable`).
+# [Install] Also=oneiric.socket oneiric-admin.socket becomes the socket units themselves (NixOS
+# links units by their wantedBy, not by `systemctl enable`).
 #
 # The socket unit (`socketActivation`, on by default) is packaging/oneiric.socket, read the same
 # way; only its HTTP `ListenStream=` (ADDRESS:PORT) is substituted, from settings http.address and
@@ -28,6 +28,10 @@
 # a passed socket its settings do not describe). With `socketActivation = false` there is no
 # socket unit and the service's Wants=/After=oneiric.socket and Also=oneiric.socket are left
 # out; the service binds its own listeners (and keeps them in systemd's fd store).
+# The administrators' socket packaging/oneiric-admin.socket (/run/oneiric/admin.sock, group
+# oneiric-admin: changes from that group) is installed as it is, with the same switch: without
+# socket activation there is none (the service cannot create it), and changes take root. The
+# groups of packaging/oneiric.sysusers (`g` lines) become users.groups.
 # Settings live where the packages put them, /etc/oneiric/<section>.yml, rendered from
 # `settings` and checked with `oneiric check` at build time; the files are world-readable
 # (their content is in the store anyway), so that the service reads them whether or not
@@ -98,6 +102,17 @@ let
     unitFile.parse "packaging/${socketName}" (builtins.readFile (packaging + "/${socketName}"))
   ) (parseDropIns (dropInsOf socketName));
   packagedSocket = packagedSocketUnit.Socket or (throw "packaging/${socketName} has no [Socket] section");
+  # The administrators' socket: installed as packaged (no value of it depends on the settings).
+  adminSocketName = "oneiric-admin.socket";
+  packagedAdminSocketUnit = unitFile.withDropIns (
+    unitFile.parse "packaging/${adminSocketName}" (builtins.readFile (packaging + "/${adminSocketName}"))
+  ) (parseDropIns (dropInsOf adminSocketName));
+  packagedAdminSocket =
+    packagedAdminSocketUnit.Socket or (throw "packaging/${adminSocketName} has no [Socket] section");
+  socketNames = [
+    socketName
+    adminSocketName
+  ];
   packagedListen = asList (packagedSocket.ListenStream or [ ]);
   # A path (or an abstract name): the control socket; anything else is the HTTP listener.
   isPathListen = s: lib.hasPrefix "/" s || lib.hasPrefix "@" s;
@@ -156,6 +171,10 @@ let
       throw "packaging/oneiric.sysusers declares no user ${user}"
     else
       builtins.head sysusers;
+  # `g NAME -` lines: groups of their own (oneiric-admin), created empty as sysusers does.
+  sysgroups = map (e: e.name) (
+    builtins.filter (e: e.type == "g") (unitFile.parseSysusers (builtins.readFile (packaging + "/oneiric.sysusers")))
+  );
 
   defaultManifest = packaging + "/etc/oneiric/manifest.yaml";
   apparmorProfileFile = ../apparmor/usr.bin.oneiric;
@@ -250,9 +269,9 @@ let
   words = v: builtins.filter (w: builtins.isString w && w != "") (builtins.split "[[:space:]]+" v);
   substituteAll = lib.mapAttrs (_: v: if builtins.isList v then map substitute v else substitute v);
 
-  # [Unit] of the service. Without the socket unit, oneiric.socket is dropped from the
-  # dependency lists (Wants=oneiric.socket, After=oneiric.socket); a line naming nothing else is
-  # left out, not written empty (an empty value would reset the list).
+  # [Unit] of the service. Without the socket units, they are dropped from the dependency lists
+  # (Wants=oneiric.socket, After=oneiric-admin.socket, ...); a line naming nothing else is left
+  # out, not written empty (an empty value would reset the list).
   dependencyKeys = [
     "Wants"
     "Requires"
@@ -272,7 +291,7 @@ let
           lib.concatMap (
             value:
             let
-              kept = builtins.filter (w: w != socketName) (words value);
+              kept = builtins.filter (w: !builtins.elem w socketNames) (words value);
             in
             if value == "" then
               [ value ]
@@ -292,11 +311,11 @@ let
 
   install = packagedUnit.Install or { };
   # Also=: units `systemctl enable` takes along. NixOS enables by wantedBy, not [Install], so each
-  # must be a unit this module installs itself: the socket unit (or, without it, none).
+  # must be a unit this module installs itself: the socket units (or, without them, none).
   installAlso = lib.concatMap words (asList (install.Also or [ ]));
   unknownInstallKeys =
     lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" "Also" ] (lib.attrNames install)
-    ++ map (u: "Also=${u}") (lib.subtractLists [ socketName ] installAlso);
+    ++ map (u: "Also=${u}") (lib.subtractLists socketNames installAlso);
 
   # ---- the socket unit ------------------------------------------------------------------------
   httpAddress = cfg.settings.http.address;
@@ -324,6 +343,15 @@ let
     unitConfig = substituteAll (packagedSocketUnit.Unit or { });
     socketConfig = substituteAll (removeAttrs packagedSocket [ "ListenStream" ]);
     inherit listenStreams;
+  };
+  adminSocketInstall = packagedAdminSocketUnit.Install or { };
+  unknownAdminSocketInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (
+    lib.attrNames adminSocketInstall
+  );
+  adminSocketUnit = {
+    unitConfig = substituteAll (packagedAdminSocketUnit.Unit or { });
+    socketConfig = substituteAll (removeAttrs packagedAdminSocket [ "ListenStream" ]);
+    listenStreams = asList (packagedAdminSocket.ListenStream or [ ]);
   };
 
   # ---- settings ---------------------------------------------------------------------------
@@ -670,6 +698,10 @@ in
         message = "packaging/${socketName}: [Install] ${toString unknownSocketInstallKeys} not mapped by nixos-module/default.nix";
       }
       {
+        assertion = !cfg.socketActivation || unknownAdminSocketInstallKeys == [ ];
+        message = "packaging/${adminSocketName}: [Install] ${toString unknownAdminSocketInstallKeys} not mapped by nixos-module/default.nix";
+      }
+      {
         assertion = !cfg.socketActivation || !httpServed || isIPv4 httpAddress || isIPv6 httpAddress;
         message = "services.oneiric.settings.http.address = \"${httpAddress}\" is not an IP address, which oneiric.socket's ListenStream= needs: use one (e.g. 127.0.0.1, ::1, 0.0.0.0, ::) or set services.oneiric.socketActivation = false";
       }
@@ -710,7 +742,7 @@ in
       description = sysuser.gecos;
       home = sysuser.home;
     };
-    users.groups.${group} = { };
+    users.groups = lib.genAttrs ([ group ] ++ sysgroups) (_: { });
 
     # /etc/oneiric: the files the packages install, as copies readable by everyone (0644
     # root:root). Their content is in the Nix store, which every user can read, so the packages'
@@ -748,16 +780,27 @@ in
       # http.enabled, which otherwise only reload the service) counts as a change of the service:
       # both are reopened together and never disagree.
       restartTriggers = lib.optional cfg.socketActivation (
-        builtins.hashString "sha256" (builtins.toJSON (socketUnit // { inherit socketInstall; }))
+        builtins.hashString "sha256" (
+          builtins.toJSON [
+            (socketUnit // { inherit socketInstall; })
+            (adminSocketUnit // { inherit adminSocketInstall; })
+          ]
+        )
       );
     };
 
     # packaging/oneiric.socket, with the HTTP ListenStream= from the settings.
+    # packaging/oneiric-admin.socket as it is.
     systemd.sockets = mkIf cfg.socketActivation {
       oneiric = socketUnit // {
         wantedBy = asList (socketInstall.WantedBy or [ ]);
         requiredBy = mkIf (socketInstall ? RequiredBy) (asList socketInstall.RequiredBy);
         upheldBy = mkIf (socketInstall ? UpheldBy) (asList socketInstall.UpheldBy);
+      };
+      oneiric-admin = adminSocketUnit // {
+        wantedBy = asList (adminSocketInstall.WantedBy or [ ]);
+        requiredBy = mkIf (adminSocketInstall ? RequiredBy) (asList adminSocketInstall.RequiredBy);
+        upheldBy = mkIf (adminSocketInstall ? UpheldBy) (asList adminSocketInstall.UpheldBy);
       };
     };
 

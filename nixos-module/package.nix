@@ -77,11 +77,13 @@ rustPlatform.buildRustPackage {
     + ''
       install -Dm644 packaging/oneiric.service $out/lib/systemd/system/oneiric.service
       install -Dm644 packaging/oneiric.socket $out/lib/systemd/system/oneiric.socket
+      install -Dm644 packaging/oneiric-admin.socket $out/lib/systemd/system/oneiric-admin.socket
       install -Dm644 -t $out/lib/systemd/system/oneiric.service.d packaging/oneiric.service.d/*.conf
-      # The instance templates (oneiric@NAME; derived from the two above by
+      # The instance templates (oneiric@NAME; derived from the three above by
       # packaging/instance-units.sh). The module runs the default instance only: see its README.
       install -Dm644 packaging/oneiric@.service $out/lib/systemd/system/oneiric@.service
       install -Dm644 packaging/oneiric@.socket $out/lib/systemd/system/oneiric@.socket
+      install -Dm644 packaging/oneiric-admin@.socket $out/lib/systemd/system/oneiric-admin@.socket
       install -Dm644 -t $out/lib/systemd/system/oneiric@.service.d packaging/oneiric.service.d/*.conf
       install -Dm644 packaging/oneiric.sysusers $out/lib/sysusers.d/oneiric.conf
       install -Dm644 packaging/oneiric.tmpfiles $out/lib/tmpfiles.d/oneiric.conf

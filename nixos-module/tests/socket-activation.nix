@@ -24,6 +24,15 @@ in
         pkgs.curl
         pkgs.iproute2
       ];
+      # The README's local users: one administrator, one reader.
+      users.users.alice = {
+        isNormalUser = true;
+        extraGroups = [ "oneiric-admin" ];
+      };
+      users.users.bob = {
+        isNormalUser = true;
+        extraGroups = [ "oneiric" ];
+      };
       specialisation.port.configuration.services.oneiric.metrics.port = otherPort;
       specialisation.no-socket.configuration.services.oneiric.socketActivation = false;
     };
@@ -114,6 +123,20 @@ in
         machine.wait_until_succeeds("curl -sf http://127.0.0.1:${toString port}/readyz")
         # ExecReload= (`oneiric reload`) talks to the service over the socket unit's control socket.
         machine.succeed("systemctl reload oneiric.service")
+
+    with subtest("admin.sock: group oneiric-admin changes; group oneiric reads and is refused"):
+        assert show("oneiric-admin.socket", "ActiveState") == "active"
+        assert show("oneiric-admin.socket", "Triggers") == "oneiric.service"
+        mode = machine.succeed("stat -c '%a %U %G' /run/oneiric/admin.sock").strip()
+        assert mode == "660 root oneiric-admin", mode
+        assert "admin from the socket unit" in boot_log, boot_log[-2000:]
+        machine.succeed("su -s /bin/sh alice -c 'oneiric pause adapter cache'")
+        machine.succeed("su -s /bin/sh alice -c 'oneiric pause adapter cache --resume'")
+        rc, out = machine.execute("su -s /bin/sh bob -c 'oneiric pause adapter cache' 2>&1")
+        assert rc == 6 and "permission denied" in out, (rc, out)
+        machine.succeed("su -s /bin/sh bob -c 'oneiric status'")
+        j = machine.succeed("journalctl --no-pager -o cat -u oneiric.service")
+        assert "via admin.sock: ok" in j and "via control.sock refused" in j, j[-2000:]
 
     with subtest("a restart of the service while a client loop runs loses no request"):
         t0 = now()

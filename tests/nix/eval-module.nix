@@ -353,6 +353,7 @@ let
   defaultConfig = evalWith scenarios.default;
   svc = config.systemd.services.oneiric;
   sock = config.systemd.sockets.oneiric or null;
+  adminSock = config.systemd.sockets.oneiric-admin or null;
   cfg = config.services.oneiric;
   bin = "${pkgs.oneiric}/bin/oneiric";
 
@@ -365,16 +366,19 @@ let
     + "\n"
     + unitFile.renderSection "Service" svc.serviceConfig
     + installSection svc;
-  socketUnit =
-    if sock == null then
+  renderSocket =
+    u:
+    if u == null then
       ""
     else
-      unitFile.renderSection "Unit" sock.unitConfig
+      unitFile.renderSection "Unit" u.unitConfig
       + "\n"
-      + unitFile.renderSection "Socket" sock.socketConfig
-      + lib.concatMapStrings (s: "ListenStream=${s}\n") sock.listenStreams
-      + lib.concatMapStrings (s: "ListenDatagram=${s}\n") sock.listenDatagrams
-      + installSection sock;
+      + unitFile.renderSection "Socket" u.socketConfig
+      + lib.concatMapStrings (s: "ListenStream=${s}\n") u.listenStreams
+      + lib.concatMapStrings (s: "ListenDatagram=${s}\n") u.listenDatagrams
+      + installSection u;
+  socketUnit = renderSocket sock;
+  adminSocketUnit = renderSocket adminSock;
   installedUnits =
     map (n: "${n}.service") (lib.attrNames config.systemd.services)
     ++ map (n: "${n}.socket") (lib.attrNames config.systemd.sockets);
@@ -382,8 +386,11 @@ let
   # The packaged socket, parsed (the drift itself is compare-unit.sh's, with its own parser).
   packagedSocket = unitFile.parse "packaging/oneiric.socket" (builtins.readFile (repo + "/packaging/oneiric.socket"));
   packagedListen = asList packagedSocket.Socket.ListenStream;
+  packagedAdminSocket = unitFile.parse "packaging/oneiric-admin.socket" (
+    builtins.readFile (repo + "/packaging/oneiric-admin.socket")
+  );
   controlListen = builtins.filter (lib.hasPrefix "/") packagedListen;
-  mentionsSocket = v: lib.any (x: lib.hasInfix "oneiric.socket" (toString x)) (asList v);
+  mentionsSocket = v: lib.any (x: lib.hasInfix "oneiric.socket" (toString x) || lib.hasInfix "oneiric-admin.socket" (toString x)) (asList v);
 
   sc = svc.serviceConfig;
   asList = v: if builtins.isList v then v else [ v ];
@@ -405,6 +412,9 @@ let
       && config.users.users.oneiric.home == "/var/lib/oneiric"
       && config.users.groups ? oneiric
     ) (builtins.toJSON config.users.users))
+    (expect "group oneiric-admin from packaging/oneiric.sysusers (admin.sock's), with no members" (
+      config.users.groups ? oneiric-admin && (config.users.groups.oneiric-admin.members or [ ]) == [ ]
+    ) (builtins.toJSON config.users.groups))
     (expect "/etc/oneiric files readable by the service without their user/group (o+r copies)" (
       oneiricEtc != { }
       && lib.all (e: othersCanRead e.mode && !(e ? user) && !(e ? group)) (lib.attrValues oneiricEtc)
@@ -430,6 +440,17 @@ let
       sock.socketConfig == removeAttrs packagedSocket.Socket [ "ListenStream" ]
       && lib.all (c: builtins.elem c sock.listenStreams) controlListen
     ) (builtins.toJSON sock.socketConfig))
+    (expect "oneiric-admin.socket installed as packaged (admin.sock, group oneiric-admin), wanted as its [Install] says" (
+      adminSock != null
+      && adminSock.wantedBy == asList packagedAdminSocket.Install.WantedBy
+      && adminSock.socketConfig == removeAttrs packagedAdminSocket.Socket [ "ListenStream" ]
+      && adminSock.listenStreams == asList packagedAdminSocket.Socket.ListenStream
+      && adminSock.socketConfig.SocketGroup == "oneiric-admin"
+    ) (builtins.toJSON adminSock))
+    (expect "service wants and is ordered after oneiric-admin.socket (as packaged)" (
+      builtins.elem "oneiric-admin.socket" (asList svc.unitConfig.Wants)
+      && builtins.elem "oneiric-admin.socket" (asList svc.unitConfig.After)
+    ) (builtins.toJSON svc.unitConfig))
     (expect "a change of the socket restarts the service (restartTriggers)" (
       builtins.length svc.restartTriggers == 1
     ) (builtins.toJSON svc.restartTriggers))
@@ -568,10 +589,10 @@ let
     (expect "service names oneiric.socket nowhere (no Wants=, After=), no restartTriggers" (
       !lib.any mentionsSocket (lib.attrValues svc.unitConfig) && svc.restartTriggers == [ ]
     ) (builtins.toJSON svc.unitConfig))
-    (expect "[Service] as without the option; [Unit] as without it, less oneiric.socket" (
+    (expect "[Service] as without the option; [Unit] as without it, less oneiric.socket and oneiric-admin.socket" (
       sc == defaultConfig.systemd.services.oneiric.serviceConfig
       && lib.attrNames svc.unitConfig == lib.attrNames defaultConfig.systemd.services.oneiric.unitConfig
-      && lib.all (k: lib.subtractLists [ "oneiric.socket" ] (asList defaultConfig.systemd.services.oneiric.unitConfig.${k}) == asList svc.unitConfig.${k}) (lib.attrNames svc.unitConfig)
+      && lib.all (k: lib.subtractLists [ "oneiric.socket" "oneiric-admin.socket" ] (asList defaultConfig.systemd.services.oneiric.unitConfig.${k}) == asList svc.unitConfig.${k}) (lib.attrNames svc.unitConfig)
     ) (builtins.toJSON svc.unitConfig))
   ];
 
@@ -602,8 +623,8 @@ let
       ++ lib.optionals cfg.enable [
         (expect "oneiric runs the store binary" (lib.hasPrefix "${bin} orchestrate" sc.ExecStart) sc.ExecStart)
         (expect "package for ${system}" (cfg.package.system == system) (cfg.package.system or "?"))
-        (expect "oneiric.socket there exactly when socketActivation" (
-          (sock != null) == cfg.socketActivation
+        (expect "oneiric.socket and oneiric-admin.socket there exactly when socketActivation" (
+          (sock != null) == cfg.socketActivation && (adminSock != null) == cfg.socketActivation
         ) (lib.boolToString cfg.socketActivation))
       ]
     else
@@ -611,7 +632,13 @@ let
   firstLine = s: builtins.head (lib.splitString "\n" s);
 in
 {
-  inherit unit socketUnit expectations bin;
+  inherit
+    unit
+    socketUnit
+    adminSocketUnit
+    expectations
+    bin
+    ;
   installedUnits = toString installedUnits;
   systemdVersion = config.systemd.package.version;
   vmScenarios = lib.concatMapStrings (s: s + "\n") vmScenarios;

@@ -141,7 +141,7 @@ comparator_check oneiric.socket Backlog
 # [Install] Also=: dropped only for a unit ONEIRIC_INSTALLED names (NixOS has no Also=).
 grep -v '^Also=' "$tmp/same.service" >"$tmp/noalso.service"
 name="compare-unit.sh: Also=oneiric.socket is not compared when the NixOS side installs oneiric.socket, reported when it does not"
-if ! ONEIRIC_INSTALLED="oneiric.service oneiric.socket" sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/noalso.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
+if ! ONEIRIC_INSTALLED="oneiric.service oneiric.socket oneiric-admin.socket" sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/noalso.service" /usr/bin/oneiric >"$tmp/out" 2>&1; then
 	t_fail "$name" "with oneiric.socket installed: $(head -n3 "$tmp/out" | tr '\n' ' ')"
 elif ONEIRIC_INSTALLED="oneiric.service" sh "$here/compare-unit.sh" "$repo/packaging" "$tmp/noalso.service" /usr/bin/oneiric >"$tmp/out" 2>&1 ||
 	! grep -q 'Also' "$tmp/out"; then
@@ -377,7 +377,7 @@ done
 # on both systems.
 unit_drift() {
 	# unit_drift PACKAGING_DIR VARIANT SCENARIO UNIT -> 0 when the module's UNIT equals it
-	case $4 in *.socket) attr=socketUnit ;; *) attr=unit ;; esac
+	case $4 in oneiric-admin.socket) attr=adminSocketUnit ;; *.socket) attr=socketUnit ;; *) attr=unit ;; esac
 	module_eval "$2" "$3" "$attr" >"$tmp/unit" 2>"$tmp/err" || return 2
 	bin=$(module_eval "$2" "$3" bin 2>>"$tmp/err") || return 2
 	sdv=$(module_eval "$2" "$3" systemdVersion 2>>"$tmp/err") || return 2
@@ -398,6 +398,8 @@ for v in $variants; do
 		"$tree/packaging" "$v" default oneiric.service
 	drift_check "no drift: NixOS socket (${v%%:*}, ${v#*:}) == packaging/oneiric.socket" \
 		"$tree/packaging" "$v" default oneiric.socket
+	drift_check "no drift: NixOS admin socket (${v%%:*}, ${v#*:}) == packaging/oneiric-admin.socket" \
+		"$tree/packaging" "$v" default oneiric-admin.socket
 done
 
 # The intended differences (nixos-module/README.md), each compared the same way with a copy of
@@ -426,9 +428,9 @@ else
 			"$tmp/pkg-nohttp" "$v" http-disabled oneiric.socket
 	done
 fi
-if intended "$tmp/pkg-nosocket" '/^(Wants|After|Also)=oneiric\.socket$/d' oneiric.service; then
+if intended "$tmp/pkg-nosocket" '/^(Wants|After)=oneiric(-admin)?\.socket$/d; /^Also=oneiric\.socket oneiric-admin\.socket$/d' oneiric.service; then
 	for v in $variants; do
-		drift_check "intended difference only: service for socketActivation = false (${v%%:*}, ${v#*:}) == packaging/oneiric.service + drop-ins without Wants=, After=, Also=oneiric.socket" \
+		drift_check "intended difference only: service for socketActivation = false (${v%%:*}, ${v#*:}) == packaging/oneiric.service + drop-ins without Wants=, After=, Also= of oneiric.socket and oneiric-admin.socket" \
 			"$tmp/pkg-nosocket" "$v" no-socket oneiric.service
 	done
 else
