@@ -20,12 +20,15 @@ for u in oneiric-t-reader oneiric-t-admin oneiric-t-other; do
 done
 usermod -aG oneiric oneiric-t-reader
 usermod -aG oneiric-admin oneiric-t-admin
-# as USER ARGS...: the CLI as a login of USER (its groups from /etc/group); its pid in $STATE/pid.
+# as USER ARGS...: the CLI as a login of USER (its groups from /etc/group); its pid (the shell
+# execs the CLI) in $PIDS/USER, a directory the users can write to ($STATE is root's).
+PIDS=$(mktemp -d)
+chmod 1777 "$PIDS"
 as() {
   local u=$1
   shift
   # shellcheck disable=SC2016 # expanded by the inner shell
-  runuser -u "$u" -- sh -c 'echo $$ >"$0"; exec /usr/bin/oneiric "$@"' "$STATE/pid.$u" "$@"
+  runuser -u "$u" -- sh -c 'echo $$ >"$0" || exit 99; exec /usr/bin/oneiric "$@"' "$PIDS/$u" "$@"
 }
 t0=$(date +%s)
 
@@ -47,7 +50,7 @@ done
 # settings, 0640 root:oneiric, are not its to read, so `status` takes group oneiric as well).
 as oneiric-t-admin pause adapter cache >"$STATE/out" 2>&1 || fail "pause by a member of oneiric-admin exited $?: $(cat "$STATE/out")"
 grep -q 'via running service' "$STATE/out" || fail "pause by oneiric-admin did not reach the service: $(cat "$STATE/out")"
-admin_pid=$(cat "$STATE/pid.oneiric-t-admin")
+admin_pid=$(cat "$PIDS/oneiric-t-admin")
 entry_flag cache paused || fail "the admin group's pause did not pause adapter/cache"
 as oneiric-t-admin pause adapter cache --resume >"$STATE/out" 2>&1 || fail "resume by oneiric-admin exited $?: $(cat "$STATE/out")"
 as oneiric-t-admin reload >"$STATE/out" 2>&1 || fail "reload by oneiric-admin exited $?: $(cat "$STATE/out")"
@@ -74,3 +77,4 @@ grep -q '^ *ONEIRIC_SOCKET=admin.sock$' <<<"$fields" || fail "the admin's change
 oneiric activity --changes >"$STATE/changes" || fail "activity --changes exited $?"
 note "$(head -n 4 "$STATE/changes" | tr '\n' ';')"
 for u in oneiric-t-reader oneiric-t-admin oneiric-t-other; do userdel "$u" 2>/dev/null || true; done
+rm -rf "$PIDS"
