@@ -12,6 +12,10 @@
 #   arm64   Debian 12 bookworm (glibc 2.36), rustc-web/cargo-web 1.96 (bookworm-security) with
 #           libstd-rust-web-dev:arm64, gcc-aarch64-linux-gnu, libsqlite3-dev:arm64,
 #           qemu-user-static: builds and runs the aarch64 binary (build-binary.sh)
+#   pyref   Debian 13 trixie, python3 3.13 and a venv /opt/ref with the reference Python
+#           implementation from PyPI (oneiric 0.17.0, which needs Python >= 3.13): the side-by-side
+#           row of tests/bench/service.py. pip verifies PyPI with the host's CA bundle (copied in
+#           as /etc/ssl/host-ca.crt), which is the one that works behind this host's proxy
 #
 # Cached as directories /var/tmp/oneiric-chroot/NAME-<sha256 of this script>/ (ONEIRIC_CHROOT_CACHE),
 # like the VM images: changing this script rebuilds them, older ones are deleted.
@@ -63,7 +67,15 @@ recipe() {
 		PKGS="rustc-web cargo-web libstd-rust-web-dev:arm64 gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross libc6-dev pkg-config libsqlite3-dev:arm64 dpkg-dev qemu-user-static ca-certificates"
 		CHECK="rustc --version && cargo --version && test -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib"
 		;;
-	*) echo "usage: $0 path|run msrv|arm64 ..." >&2; exit 2 ;;
+	pyref)
+		DIST=trixie FOREIGN=
+		PKGS="python3 python3-venv ca-certificates"
+		CHECK="python3 -m venv /opt/ref
+		if [ -s /etc/ssl/host-ca.crt ]; then export PIP_CERT=/etc/ssl/host-ca.crt; fi
+		/opt/ref/bin/pip install -q --disable-pip-version-check oneiric==0.17.0
+		/opt/ref/bin/python -c 'import oneiric.remote.loader'"
+		;;
+	*) echo "usage: $0 path|run msrv|arm64|pyref ..." >&2; exit 2 ;;
 	esac
 }
 
@@ -114,6 +126,8 @@ chroot_path() {
 		[ -z "$SECURITY" ] || echo "deb $SECURITY $DIST-security main"
 	} >"$OUT.tmp/etc/apt/sources.list"
 	cp /etc/resolv.conf "$OUT.tmp/etc/resolv.conf" 2>/dev/null || true
+	mkdir -p "$OUT.tmp/etc/ssl"
+	cp /etc/ssl/certs/ca-certificates.crt "$OUT.tmp/etc/ssl/host-ca.crt" 2>/dev/null || true
 	# /proc in a private mount namespace (see chroot_run): gone with the last process.
 	# shellcheck disable=SC2086 # PKGS is one word per package
 	unshare --mount --propagation private --mount-proc="$OUT.tmp/proc" \

@@ -56,6 +56,8 @@ if [ "${ONEIRIC_PREFETCH:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get 
 	case " $STAGES " in *" vm "*) ONEIRIC_VM_RUNROOT=/var/tmp/oneiric-vm-prefetch prefetch vm-images bash tests/vm/run.sh --images ;; esac
 	case " $STAGES " in *" msrv "*) prefetch chroot-msrv sh packaging/chroot.sh path msrv ;; esac
 	case " $STAGES " in *" packaging "*) prefetch chroot-arm64 sh packaging/chroot.sh path arm64 ;; esac
+	# The reference Python implementation for the bench stage's side-by-side row (~1 min).
+	case " $STAGES " in *" bench "*) prefetch chroot-pyref sh packaging/chroot.sh path pyref ;; esac
 fi
 # shellcheck disable=SC2317 # run from the EXIT trap
 stop_prefetch() {

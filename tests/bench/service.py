@@ -8,7 +8,14 @@ Every figure comes from the outside, as systemd or a client would see it:
 - RSS: VmRSS from /proc/<pid>/status once the service is idle;
 - idle wake-ups: voluntary + nonvoluntary context switches of every thread
   (/proc/<pid>/task/*/status) over a window with no watchdog and no refresh due;
-- HTTP: wrk with keep-alive on loopback, requests/s and the p99 of its latency distribution.
+- HTTP: wrk with keep-alive on loopback, requests/s and the p99 of its latency distribution;
+- `oneiric check` (issue 20): the whole process on a 10 000-entry manifest over 1 000 keys,
+  median of 10, beside `oneiric --version` (the start-up floor); its instructions per input
+  byte under callgrind (counted, so stable on a busy machine); and the reference Python
+  implementation's in-process sync of the same files in the chroot packaging/chroot.sh builds
+  (`path pyref`: Debian 13, oneiric 0.17.0 from PyPI), else the reason it was skipped;
+- peak RSS (VmHWM) of a 100 000-candidate load against the RSS after it, for the first load
+  and for a SIGHUP reload under HTTP load (VmHWM reset through /proc/PID/clear_refs first).
 
 Manifests are generated here (same shape as benches/common) and signed with the binary's own
 `manifest sign`; the service trusts the key through ONEIRIC_TRUSTED_PUBLIC_KEYS and requires
@@ -45,11 +52,11 @@ def log(msg):
 # --- manifests -------------------------------------------------------------------------------
 
 
-def manifest_yaml(n):
+def manifest_yaml(n, per_key=PROVIDERS_PER_KEY):
     out = ["source: bench", "version: 1", "entries:"]
     for i in range(n):
-        k = i // PROVIDERS_PER_KEY
-        p = i % PROVIDERS_PER_KEY
+        k = i // per_key
+        p = i % per_key
         d = DOMAINS[k % 6]
         out.append(
             f"- domain: {d}\n"
@@ -121,6 +128,105 @@ class Workspace:
 
 
 # --- the service ---------------------------------------------------------------------------
+
+
+# --- `oneiric check`, whole process (issue 20) ------------------------------------------------
+
+CHECK_ENTRIES = 10_000
+CHECK_PER_KEY = 10  # 10 000 entries over 1 000 keys
+REFERENCE_PYTHON = "/opt/ref/bin/python"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def check_files(ws, n):
+    """The same unsigned manifest as YAML and as JSON (`manifest pack`), with the settings dir."""
+    base = os.path.join(ws.dir, "check")
+    os.makedirs(base, exist_ok=True)
+    yaml_path = os.path.join(base, f"check-{n}.yaml")
+    with open(yaml_path, "w") as f:
+        f.write(manifest_yaml(n, CHECK_PER_KEY))
+    json_path = os.path.join(base, f"check-{n}.json")
+    subprocess.run(
+        [ws.bin, "--config", os.path.join(ws.dir, "none"), "manifest", "pack", yaml_path,
+         "-o", json_path],
+        capture_output=True, text=True, check=True,
+    )
+    etc = os.path.join(base, "etc")
+    os.makedirs(etc, exist_ok=True)
+    return {"yaml": yaml_path, "json": json_path}, etc
+
+
+def check_cmd(ws, etc, path):
+    state = os.path.join(os.path.dirname(etc), "state")
+    return [ws.bin, "--config", etc, "--manifest", path, "--state-dir", state,
+            "--cache-dir", state, "check"]
+
+
+def timed_runs(cmd, runs):
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        times.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr[-500:]}")
+    return times
+
+
+def callgrind_instructions(cmd, out_file):
+    """Instructions the whole process executes (callgrind's `Collected`), or None."""
+    if shutil.which("valgrind") is None:
+        return None, "valgrind not installed"
+    r = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", *cmd],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    m = re.search(r"Collected\s*:\s*(\d+)", r.stderr)
+    if r.returncode != 0 or not m:
+        return None, f"valgrind exited {r.returncode}: {r.stderr[-300:]}"
+    return int(m.group(1)), None
+
+
+def reference_chroot():
+    """The chroot with the reference implementation (packaging/chroot.sh builds it once and
+    caches it; ONEIRIC_BENCH_REFERENCE_CHROOT names another), or None and why not."""
+    given = os.environ.get("ONEIRIC_BENCH_REFERENCE_CHROOT")
+    if given:
+        if not os.path.exists(given + REFERENCE_PYTHON):
+            return None, f"ONEIRIC_BENCH_REFERENCE_CHROOT={given} has no {REFERENCE_PYTHON}"
+        return given, None
+    if os.geteuid() != 0:
+        return None, "building and entering the reference's chroot takes root"
+    script = os.path.join(REPO, "packaging", "chroot.sh")
+    r = subprocess.run(["sh", script, "path", "pyref"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        return None, ("packaging/chroot.sh could not build the reference (Debian 13, oneiric "
+                      f"0.17.0 from PyPI): {r.stderr.strip()[-300:]}")
+    return r.stdout.strip().splitlines()[-1], None
+
+
+def reference_sync(files, runs):
+    """The reference implementation's in-process sync of each file, in its chroot."""
+    root, why = reference_chroot()
+    if root is None:
+        return None, why
+    inside = os.path.join(root, "bench")
+    os.makedirs(inside, exist_ok=True)
+    shutil.copy(os.path.join(REPO, "tests", "bench", "reference_sync.py"), inside)
+    out = {}
+    for form, path in files.items():
+        shutil.copy(path, os.path.join(inside, f"m.{form}"))
+        r = subprocess.run(
+            ["chroot", root, REFERENCE_PYTHON, "/bench/reference_sync.py",
+             f"/bench/m.{form}", str(runs), f"/bench/r.{form}.json"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        if r.returncode != 0:
+            return None, f"the reference sync exited {r.returncode}: {r.stderr[-300:]}"
+        with open(os.path.join(inside, f"r.{form}.json")) as f:
+            out[form] = json.load(f)
+    return out, None
 
 
 def free_port():
@@ -384,6 +490,41 @@ def main():
     figs = {"mode": "smoke" if smoke else "full", "sizes": sizes}
     ws = Workspace(a.bin, a.repo)
     try:
+        # `oneiric check`, whole process, first: nothing else has run yet (issue 20).
+        n = 200 if smoke else CHECK_ENTRIES
+        files, etc = check_files(ws, n)
+        runs = 2 if smoke else 10
+        figs["check_entries"] = n
+        figs["check_bytes"] = {f: os.path.getsize(p) for f, p in files.items()}
+        floor = timed_runs([ws.bin, "--version"], runs)
+        figs["version_s"] = statistics.median(floor)
+        for form, path in files.items():
+            cmd = check_cmd(ws, etc, path)
+            times = timed_runs(cmd, runs)
+            figs[f"check_{form}_s"] = statistics.median(times)
+            log(f"oneiric check, {n} entries over {n // CHECK_PER_KEY} keys ({form}, "
+                f"{figs['check_bytes'][form]} bytes): median {fmt(statistics.median(times), 's')}, "
+                f"max {fmt(max(times), 's')} over {runs} runs (oneiric --version: "
+                f"{fmt(figs['version_s'], 's')})")
+            instr, why = callgrind_instructions(cmd, os.path.join(ws.dir, f"callgrind.{form}"))
+            if instr is None:
+                figs[f"check_{form}_instr_skipped"] = why
+                log(f"callgrind for check ({form}) skipped: {why}")
+            else:
+                figs[f"check_{form}_instr"] = instr
+                log(f"oneiric check ({form}) under callgrind: {instr:,} instructions, "
+                    f"{instr / figs['check_bytes'][form]:.1f} per input byte")
+        ref, why = reference_sync(files, 1 if smoke else runs)
+        if ref is None:
+            figs["reference_skipped"] = why
+            log(f"reference Python sync skipped: {why}")
+        else:
+            figs["reference"] = ref
+            for form, r in ref.items():
+                log(f"reference oneiric {r['version']} in-process sync ({form}): median "
+                    f"{r['median_ms']:.0f} ms over {len(r['runs_ms'])} runs, "
+                    f"{r['registered']} registered")
+
         # exec -> READY=1, local manifest; a fresh state dir each time.
         for form, suffix in (("yaml", ""), ("json", "_json")):
             times = []
@@ -454,6 +595,27 @@ def main():
             figs["hwm_big_kib"] = st["VmHWM"]
             log(f"{sizes['big']} candidates: RSS {fmt(figs['rss_big_kib'], 'KiB')} "
                 f"(peak {fmt(figs['hwm_big_kib'], 'KiB')}), READY after {fmt(figs['ready_big_s'], 's')}")
+            # The same for a reload while clients ask: the peak (VmHWM) reset first, so that
+            # it is the reload's (issue 20).
+            with open(f"/proc/{svc.proc.pid}/clear_refs", "w") as f:
+                f.write("5")
+            bg = None
+            if have_wrk:
+                bg = wrk(svc.url("/v1/resolve/adapter/key-000000"), 1, 8, 2 if smoke else 6,
+                         background=True)
+                time.sleep(0.5)
+            figs["reload_big_s"] = svc.reload(timeout=300)
+            if bg is not None:
+                bg.communicate(timeout=120)
+            time.sleep(wake_settle)
+            st = proc_status(svc.proc.pid)
+            figs["rss_big_reload_kib"] = st["VmRSS"]
+            figs["hwm_big_reload_kib"] = st["VmHWM"]
+            figs["reload_big_http"] = have_wrk
+            log(f"{sizes['big']} candidates, SIGHUP reload{' under wrk' if have_wrk else ''}: "
+                f"peak {fmt(figs['hwm_big_reload_kib'], 'KiB')}, RSS after "
+                f"{fmt(figs['rss_big_reload_kib'], 'KiB')}, READY after "
+                f"{fmt(figs['reload_big_s'], 's')}")
         finally:
             svc.stop()
 
