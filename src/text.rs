@@ -23,7 +23,6 @@ where
         .unwrap_or_else(|| t.to_string())
 }
 
-/// An error with its causes, which `Display` of wrapping errors (reqwest, hyper) leaves out.
 /// Lower-case hex SHA-256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -33,6 +32,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// An error with its causes, which `Display` of wrapping errors (reqwest, hyper) leaves out.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
