@@ -335,24 +335,32 @@ let
   ) packagedListen;
   httpPortArgs = builtins.filter (a: a == "--http-port" || lib.hasPrefix "--http-port=" a) cfg.extraArgs;
 
-  socketInstall = packagedSocketUnit.Install or { };
-  unknownSocketInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (
-    lib.attrNames socketInstall
-  );
-  socketUnit = {
-    unitConfig = substituteAll (packagedSocketUnit.Unit or { });
-    socketConfig = substituteAll (removeAttrs packagedSocket [ "ListenStream" ]);
-    inherit listenStreams;
+  # A packaged .socket file as a NixOS socket unit: its [Unit] and [Socket] as they are but for
+  # ListenStream=, which is given; its [Install] keys mapped, any other one an assertion.
+  socketUnitFrom = name: packagedUnit: packagedSocketSection: listenStreams: rec {
+    install = packagedUnit.Install or { };
+    unknownInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (
+      lib.attrNames install
+    );
+    assertion = {
+      assertion = !cfg.socketActivation || unknownInstallKeys == [ ];
+      message = "packaging/${name}: [Install] ${toString unknownInstallKeys} not mapped by nixos-module/default.nix";
+    };
+    unit = {
+      unitConfig = substituteAll (packagedUnit.Unit or { });
+      socketConfig = substituteAll (removeAttrs packagedSocketSection [ "ListenStream" ]);
+      inherit listenStreams;
+    };
+    declared = unit // {
+      wantedBy = asList (install.WantedBy or [ ]);
+      requiredBy = mkIf (install ? RequiredBy) (asList install.RequiredBy);
+      upheldBy = mkIf (install ? UpheldBy) (asList install.UpheldBy);
+    };
   };
-  adminSocketInstall = packagedAdminSocketUnit.Install or { };
-  unknownAdminSocketInstallKeys = lib.subtractLists [ "WantedBy" "RequiredBy" "UpheldBy" ] (
-    lib.attrNames adminSocketInstall
+  controlSocket = socketUnitFrom socketName packagedSocketUnit packagedSocket listenStreams;
+  adminSocket = socketUnitFrom adminSocketName packagedAdminSocketUnit packagedAdminSocket (
+    asList (packagedAdminSocket.ListenStream or [ ])
   );
-  adminSocketUnit = {
-    unitConfig = substituteAll (packagedAdminSocketUnit.Unit or { });
-    socketConfig = substituteAll (removeAttrs packagedAdminSocket [ "ListenStream" ]);
-    listenStreams = asList (packagedAdminSocket.ListenStream or [ ]);
-  };
 
   # ---- settings ---------------------------------------------------------------------------
   sections = [
@@ -693,14 +701,8 @@ in
         assertion = unknownInstallKeys == [ ];
         message = "packaging/oneiric.service: [Install] ${toString unknownInstallKeys} not mapped by nixos-module/default.nix";
       }
-      {
-        assertion = !cfg.socketActivation || unknownSocketInstallKeys == [ ];
-        message = "packaging/${socketName}: [Install] ${toString unknownSocketInstallKeys} not mapped by nixos-module/default.nix";
-      }
-      {
-        assertion = !cfg.socketActivation || unknownAdminSocketInstallKeys == [ ];
-        message = "packaging/${adminSocketName}: [Install] ${toString unknownAdminSocketInstallKeys} not mapped by nixos-module/default.nix";
-      }
+      controlSocket.assertion
+      adminSocket.assertion
       {
         assertion = !cfg.socketActivation || !httpServed || isIPv4 httpAddress || isIPv6 httpAddress;
         message = "services.oneiric.settings.http.address = \"${httpAddress}\" is not an IP address, which oneiric.socket's ListenStream= needs: use one (e.g. 127.0.0.1, ::1, 0.0.0.0, ::) or set services.oneiric.socketActivation = false";
@@ -781,10 +783,7 @@ in
       # both are reopened together and never disagree.
       restartTriggers = lib.optional cfg.socketActivation (
         builtins.hashString "sha256" (
-          builtins.toJSON [
-            (socketUnit // { inherit socketInstall; })
-            (adminSocketUnit // { inherit adminSocketInstall; })
-          ]
+          builtins.toJSON (map (s: s.unit // { inherit (s) install; }) [ controlSocket adminSocket ])
         )
       );
     };
@@ -792,16 +791,8 @@ in
     # packaging/oneiric.socket, with the HTTP ListenStream= from the settings.
     # packaging/oneiric-admin.socket as it is.
     systemd.sockets = mkIf cfg.socketActivation {
-      oneiric = socketUnit // {
-        wantedBy = asList (socketInstall.WantedBy or [ ]);
-        requiredBy = mkIf (socketInstall ? RequiredBy) (asList socketInstall.RequiredBy);
-        upheldBy = mkIf (socketInstall ? UpheldBy) (asList socketInstall.UpheldBy);
-      };
-      oneiric-admin = adminSocketUnit // {
-        wantedBy = asList (adminSocketInstall.WantedBy or [ ]);
-        requiredBy = mkIf (adminSocketInstall ? RequiredBy) (asList adminSocketInstall.RequiredBy);
-        upheldBy = mkIf (adminSocketInstall ? UpheldBy) (asList adminSocketInstall.UpheldBy);
-      };
+      oneiric = controlSocket.declared;
+      oneiric-admin = adminSocket.declared;
     };
 
     security.apparmor.policies.oneiric = mkIf config.security.apparmor.enable {
