@@ -94,16 +94,16 @@ def main():
         row(f"oneiric check, {n} entries over {n // 10 if n else 0} keys, {form.upper()}, whole "
             "process (median of 10)", v, text, f"<= {target * 1e3:.0f} ms",
             v is not None and v <= target)
-    instr = s.get("check_json_instr")
-    per_byte = instr / s["check_bytes"]["json"] if instr is not None else None
-    row("  instructions per input byte, JSON (callgrind)", per_byte,
-        f"{per_byte:.1f} ({instr:,} instructions)" if per_byte is not None else
-        s.get("check_json_instr_skipped", ""), "<= 25", per_byte is not None and per_byte <= 25)
-    instr = s.get("check_yaml_instr")
-    if instr is not None:
-        per_byte = instr / s["check_bytes"]["yaml"]
-        row("  instructions per input byte, YAML (callgrind)", per_byte,
-            f"{per_byte:.1f} ({instr:,} instructions)", "-", None)
+    # The target is the JSON load's; the YAML figure is printed beside it, unjudged.
+    for form, target in (("json", 25), ("yaml", None)):
+        instr = s.get(f"check_{form}_instr")
+        if instr is None and target is None:
+            continue
+        per_byte = instr / s["check_bytes"][form] if instr is not None else None
+        row(f"  instructions per input byte, {form.upper()} (callgrind)", per_byte,
+            f"{per_byte:.1f} ({instr:,} instructions)" if per_byte is not None else
+            s.get(f"check_{form}_instr_skipped", ""), f"<= {target}" if target else "-",
+            per_byte is not None and per_byte <= target if target else None)
     for form, factor in (("json", 100), ("yaml", 30)):
         r = ref.get(form)
         v = s.get(f"check_{form}_s")
@@ -165,8 +165,6 @@ def main():
             verdict = "smoke (not judged)"
         elif ok is None and text.startswith("skipped: "):
             verdict = "SKIPPED"
-        elif False:
-            verdict = "smoke (not judged)"
         elif ok is None:
             verdict = "-" if target == "-" else "NOT MEASURED"
         else:
