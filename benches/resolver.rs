@@ -17,7 +17,7 @@ fn snapshot(n: usize) -> Snapshot {
     let m = manifest::from_document(&common::document(n), "bench").expect("manifest");
     assert_eq!(m.entries.len(), n);
     let mut r = Registry::new();
-    r.register_manifest(&m, &StackOrder::default());
+    r.register_manifest(m, &StackOrder::default());
     let s = r.build(&HashMap::new());
     assert_eq!(s.candidate_count(), n);
     s

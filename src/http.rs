@@ -666,7 +666,7 @@ mod tests {
             "t",
         )
         .expect("manifest");
-        let (snapshot, _) = crate::engine::build_snapshot(&settings, &[m], &Default::default());
+        let (snapshot, _) = crate::engine::build_snapshot(&settings, vec![m], &Default::default());
         let served = Served {
             settings,
             manifests: Vec::new(),

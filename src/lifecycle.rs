@@ -498,7 +498,7 @@ mod tests {
         )
         .expect("defaults");
         let m = crate::manifest::parse(text, "t").expect("manifest");
-        crate::engine::build_snapshot(&settings, &[m], &Default::default()).0
+        crate::engine::build_snapshot(&settings, vec![m], &Default::default()).0
     }
 
     const PROBED: &str = "entries:\n  - {domain: adapter, key: a, provider: p, factory: f, health: {unix: /nonexistent/sock}}\n  - {domain: adapter, key: b, provider: q, factory: f}\n";

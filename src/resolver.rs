@@ -6,7 +6,9 @@
 //! registration order)`. A full tie goes to the later registration.
 
 use std::cmp::Ordering;
-use std::collections::hash_map::{self, RandomState};
+use std::collections::hash_map;
+
+use foldhash::fast::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -96,7 +98,7 @@ pub struct Registry {
     /// Hash of a candidate's identity (domain, key, provider, origin) → its index; the identity
     /// itself is compared on a hit, so no strings are copied into the index. A different
     /// identity with the same hash (rare) is listed in `collided` instead.
-    index: HashMap<u64, usize>,
+    index: HashMap<u64, usize, RandomState>,
     collided: Vec<usize>,
     hasher: RandomState,
     next_seq: u64,
@@ -181,9 +183,16 @@ impl Registry {
         }
     }
 
-    pub fn register_manifest(&mut self, m: &Manifest, stack: &StackOrder) {
-        for e in &m.entries {
-            self.register(candidate_from_entry(e, m, stack));
+    /// The manifest's entries become candidates, their strings moved rather than copied.
+    pub fn register_manifest(&mut self, m: Manifest, stack: &StackOrder) {
+        self.candidates.reserve(m.entries.len());
+        for e in m.entries {
+            self.register(candidate_from_entry(
+                e,
+                &m.origin,
+                m.source.as_deref(),
+                stack,
+            ));
         }
     }
 
@@ -212,7 +221,7 @@ impl Snapshot {
         candidates: Vec<Candidate>,
         selections: &HashMap<(Domain, String), (String, SelectionOrigin)>,
     ) -> Snapshot {
-        let mut keys: [HashMap<String, KeyEntry>; 6] = Default::default();
+        let mut keys: [KeyMap; 6] = Default::default();
         let total = candidates.len();
         for c in candidates {
             let slot = &mut keys[c.domain as usize];
@@ -260,29 +269,34 @@ fn effective_priority(
     }
 }
 
-fn candidate_from_entry(e: &Entry, m: &Manifest, stack: &StackOrder) -> Candidate {
+fn candidate_from_entry(
+    e: Entry,
+    origin: &str,
+    source: Option<&str>,
+    stack: &StackOrder,
+) -> Candidate {
+    let capabilities = e.capability_names();
     let layer = e
         .layer
-        .clone()
-        .or_else(|| m.source.clone())
+        .or_else(|| source.map(str::to_string))
         .unwrap_or_else(|| "default".into());
     let (priority, priority_origin) = effective_priority(e.priority, &layer, stack);
     Candidate {
         domain: e.domain,
-        key: e.key.clone(),
-        provider: e.provider.clone(),
-        factory: Some(e.factory.clone()),
+        key: e.key,
+        provider: e.provider,
+        factory: Some(e.factory),
         priority,
         priority_origin,
         stack_level: e.stack_level,
-        capabilities: e.capability_names(),
+        capabilities,
         source: Source::RemoteManifest,
-        origin: m.origin.clone(),
+        origin: origin.to_string(),
         layer,
         seq: 0,
-        health: e.health.clone(),
-        version: e.version.clone(),
-        metadata: e.metadata.clone(),
+        health: e.health,
+        version: e.version,
+        metadata: e.metadata,
     }
 }
 
@@ -301,6 +315,10 @@ fn score(c: &Candidate, selection: Option<&str>, required: &[String]) -> Score {
         c.seq,
     )
 }
+
+/// A domain's keys. Keys come from settings and manifests the host trusts, so a seeded fast
+/// hash is enough against collisions.
+type KeyMap = HashMap<String, KeyEntry, RandomState>;
 
 #[derive(Debug)]
 struct KeyEntry {
@@ -322,7 +340,7 @@ impl KeyEntry {
 /// reload builds a new one off to the side and swaps it in.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    keys: [HashMap<String, KeyEntry>; 6],
+    keys: [KeyMap; 6],
     candidates: usize,
 }
 
@@ -355,7 +373,7 @@ impl Snapshot {
         &self,
         selections: &HashMap<(Domain, String), (String, SelectionOrigin)>,
     ) -> Snapshot {
-        let mut keys: [HashMap<String, KeyEntry>; 6] = Default::default();
+        let mut keys: [KeyMap; 6] = Default::default();
         for domain in Domain::ALL {
             for (key, entry) in &self.keys[domain as usize] {
                 // Registration order is the `seq` each candidate carries, so ranking from a

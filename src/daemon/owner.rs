@@ -209,7 +209,7 @@ impl StateOwner {
                 .with_label_values(&[
                     origin.as_str(),
                     serial.as_deref().unwrap_or("none"),
-                    m.sha256.as_str(),
+                    m.sha256.as_deref().unwrap_or("none"),
                 ])
                 .set(1);
             if let Some(t) = m.signed_at_unix {

@@ -215,9 +215,10 @@ impl Service {
         } else {
             engine::MissingRemote::Fail
         };
-        let world =
-            tokio::task::spawn_blocking(move || engine::load_with(&req, settings, &pins, missing))
-                .await??;
+        let world = tokio::task::spawn_blocking(move || {
+            engine::load_with(&req, settings, &pins, missing, engine::TextDigest::Compute)
+        })
+        .await??;
         for w in &world.warnings {
             tracing::warn!(oneiric_event = "load_warning", "{w}");
         }

@@ -100,7 +100,11 @@ impl Identity {
     fn of(req: &LoadRequest, served: &Served) -> Self {
         Identity {
             inputs_key: engine::inputs_key(req, &served.settings),
-            manifests: served.manifests.iter().map(|m| m.sha256.clone()).collect(),
+            manifests: served
+                .manifests
+                .iter()
+                .map(|m| m.sha256.clone().unwrap_or_default())
+                .collect(),
             unavailable: served
                 .unavailable
                 .iter()

@@ -16,6 +16,7 @@ pub use settings::{LoadedSettings, SettingsSource, json_error, load_settings, ya
 use crate::config::{self, ConfigError, Env};
 use crate::domain::Domain;
 use crate::instance::Instance;
+pub use crate::manifest::TextDigest;
 use crate::manifest::signature::{TrustPolicy, Verdict};
 use crate::manifest::{self, Manifest, ManifestError, Skipped};
 use crate::resolver::{Pins, Registry, SelectionOrigin, Snapshot};
@@ -167,8 +168,10 @@ pub struct ManifestReport {
     pub remote: bool,
     pub serial: Option<u64>,
     /// SHA-256 (hex) of the manifest's bytes (as served by the origin, for a URL): what hosts
-    /// of a fleet compare to see that they serve the same release.
-    pub sha256: String,
+    /// of a fleet compare to see that they serve the same release. Absent only from a load
+    /// that prints no digest (`check`, [`TextDigest::Skip`]); a served state always has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Unix time the served copy of a URL manifest was downloaded.
     pub fetched_at: Option<u64>,
     /// RFC 3339, as signed.
@@ -190,9 +193,9 @@ impl ManifestReport {
         origin: Origin,
         max_age: Option<u64>,
     ) -> Self {
-        let (remote, sha256, fetched_at) = match origin {
-            Origin::Local { sha256 } => (false, sha256, None),
-            Origin::Remote { sha256, fetched_at } => (true, sha256, Some(fetched_at)),
+        let (remote, fetched_at) = match origin {
+            Origin::Local => (false, None),
+            Origin::Remote { fetched_at } => (true, Some(fetched_at)),
         };
         let h = &m.header;
         let by_age = h.signed_at.zip(max_age).map(|(s, a)| {
@@ -214,7 +217,7 @@ impl ManifestReport {
             cached_age_seconds,
             remote,
             serial: h.serial,
-            sha256,
+            sha256: m.text_sha256.clone(),
             fetched_at,
             signed_at: h.signed_at.map(crate::text::fmt_time),
             signed_at_unix: h.signed_at.map(|t| t.unix_timestamp()),
@@ -226,8 +229,8 @@ impl ManifestReport {
 
 /// Where a manifest's bytes came from, for its report.
 enum Origin {
-    Local { sha256: String },
-    Remote { sha256: String, fetched_at: u64 },
+    Local,
+    Remote { fetched_at: u64 },
 }
 
 /// Everything loaded, ready to serve.
@@ -382,7 +385,13 @@ pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
 /// Loads settings and every manifest, checks signatures, and builds the snapshot with the
 /// given operator pins. Any error leaves nothing half-built: the caller keeps what it had.
 pub fn load(req: &LoadRequest, pins: &Pins) -> Result<World, LoadError> {
-    load_with(req, settings(req)?, pins, MissingRemote::Fail)
+    load_with(
+        req,
+        settings(req)?,
+        pins,
+        MissingRemote::Fail,
+        TextDigest::Compute,
+    )
 }
 
 /// The settings of a load: the layers, then the command-line overrides, validated.
@@ -398,6 +407,7 @@ pub fn load_with(
     loaded: LoadedSettings,
     pins: &Pins,
     missing: MissingRemote,
+    digest: TextDigest,
 ) -> Result<World, LoadError> {
     let mut warnings = loaded.warnings.clone();
 
@@ -422,10 +432,13 @@ pub fn load_with(
         let (m, verdict, cached_age, origin) = match source {
             ManifestSource::Path(p) => {
                 let text = read_manifest(p)?;
-                let (m, verdict) =
-                    manifest::parse_verified(&text, &p.display().to_string(), &trust.local)?;
-                let sha256 = crate::text::sha256_hex(text.as_bytes());
-                (m, verdict, None, Origin::Local { sha256 })
+                let (m, verdict) = manifest::parse_verified(
+                    &text,
+                    &p.display().to_string(),
+                    &trust.local,
+                    digest,
+                )?;
+                (m, verdict, None, Origin::Local)
             }
             // The network is never touched here: remote manifests come from the cache that
             // `remote::Fetcher::sync` keeps (run by the service and by `remote-sync`).
@@ -434,13 +447,13 @@ pub fn load_with(
                 &req.dirs.state,
                 u,
                 &trust.remote,
+                digest,
             ) {
                 Ok(c) => (
                     c.manifest,
                     c.verdict,
                     c.stale_age,
                     Origin::Remote {
-                        sha256: c.sha256,
                         fetched_at: c.fetched_at,
                     },
                 ),
@@ -483,20 +496,21 @@ pub fn load_with(
         .any(|d| !loaded.settings.domain(*d).candidates.is_empty());
     let demo = loaded.builtin_defaults && sources.is_empty() && !has_local;
     if demo {
-        let m = manifest::parse(DEMO_MANIFEST, DEMO_ORIGIN)?;
+        let mut m = manifest::parse(DEMO_MANIFEST, DEMO_ORIGIN)?;
+        m.text_sha256 = Some(crate::text::sha256_hex(DEMO_MANIFEST.as_bytes()));
         reports.push(ManifestReport::new(
             &m,
             Verdict::Unsigned,
             None,
-            Origin::Local {
-                sha256: crate::text::sha256_hex(DEMO_MANIFEST.as_bytes()),
-            },
+            Origin::Local,
             None,
         ));
         manifests.push(m);
     }
 
-    let (snapshot, mut dups) = build_snapshot(&loaded, &manifests, pins);
+    // The manifests are moved into the registry: their strings become the candidates'
+    // without a copy, and the parse's structures are gone before the snapshot is built.
+    let (snapshot, mut dups) = build_snapshot(&loaded, manifests, pins);
     warnings.append(&mut dups);
     Ok(World {
         settings: loaded,
@@ -548,7 +562,7 @@ pub fn manifest_sources(req: &LoadRequest, loaded: &LoadedSettings) -> Vec<Manif
 /// settings selections overlaid by operator pins. Returns duplicate-registration warnings.
 pub fn build_snapshot(
     settings: &LoadedSettings,
-    manifests: &[Manifest],
+    manifests: Vec<Manifest>,
     pins: &Pins,
 ) -> (Snapshot, Vec<String>) {
     let mut registry = Registry::new();

@@ -101,7 +101,7 @@ pub fn check_inputs(
                 .map_err(|e| unreadable(&m.origin, e))?
                 .into_bytes()
         };
-        if crate::text::sha256_hex(&bytes) != m.sha256 {
+        if m.sha256.as_deref() != Some(crate::text::sha256_hex(&bytes).as_str()) {
             return Err(Stale::Changed {
                 origin: m.origin.clone(),
             });

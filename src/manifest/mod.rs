@@ -465,6 +465,17 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<String>,
+    /// SHA-256 (hex) of the text, when the parse was asked for it ([`TextDigest::Compute`]).
+    pub text_sha256: Option<String>,
+}
+
+/// Whether [`parse_verified`] also digests the text: a served state reports the digest (fleet
+/// hosts compare it); `check` and a fetch's validation print none and skip the work, which
+/// under emulation or without SHA instructions costs as much as the parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextDigest {
+    Compute,
+    Skip,
 }
 
 /// What a manifest says about itself at the top level, for the rollback and freeze checks.
@@ -552,26 +563,49 @@ pub fn parse_verified(
     text: &str,
     origin: &str,
     policy: &TrustPolicy,
+    digest: TextDigest,
 ) -> Result<(Manifest, Verdict), ManifestError> {
-    let tree = parse_tree(text, origin)?;
-    let verify = || signature::verify(&tree, policy);
+    let sha = || (digest == TextDigest::Compute).then(|| crate::text::sha256_hex(text.as_bytes()));
     if text.len() < PARALLEL_CHECK_BYTES {
-        let verdict = verify();
-        return Ok((from_tree(&tree, origin)?, verdict));
+        let tree = parse_tree(text, origin)?;
+        let verdict = signature::verify(&tree, policy);
+        let mut m = from_tree(&tree, origin)?;
+        m.text_sha256 = sha();
+        return Ok((m, verdict));
     }
     std::thread::scope(|s| {
-        // Without a second thread (resource limits) the check runs inline.
-        let checker = std::thread::Builder::new()
-            .name("manifest-verify".into())
-            .spawn_scoped(s, verify);
-        let manifest = from_tree(&tree, origin);
-        let verdict = match checker {
-            Ok(handle) => handle.join().unwrap_or_else(|_| Verdict::Invalid {
-                reason: "the signature check failed unexpectedly".into(),
-            }),
-            Err(_) => verify(),
+        // The digest needs only the text, so it runs beside the parse; the signature check
+        // needs the tree, so it runs beside the entries' extraction. Without a second thread
+        // (resource limits) each runs inline.
+        let digester = match digest {
+            TextDigest::Compute => std::thread::Builder::new()
+                .name("manifest-digest".into())
+                .spawn_scoped(s, sha)
+                .ok(),
+            TextDigest::Skip => None,
         };
-        Ok((manifest?, verdict))
+        let tree = parse_tree(text, origin)?;
+        let (manifest, verdict) = std::thread::scope(|inner| {
+            let verify = || signature::verify(&tree, policy);
+            let checker = std::thread::Builder::new()
+                .name("manifest-verify".into())
+                .spawn_scoped(inner, verify);
+            let manifest = from_tree(&tree, origin);
+            let verdict = match checker {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Verdict::Invalid {
+                    reason: "the signature check failed unexpectedly".into(),
+                }),
+                Err(_) => verify(),
+            };
+            (manifest, verdict)
+        });
+        drop(tree);
+        let mut manifest = manifest?;
+        manifest.text_sha256 = match digester {
+            Some(handle) => handle.join().ok().flatten().or_else(sha),
+            None => sha(),
+        };
+        Ok((manifest, verdict))
     })
 }
 
@@ -633,6 +667,7 @@ pub fn from_tree(doc: &Node, origin: &str) -> Result<Manifest, ManifestError> {
         entries,
         skipped,
         warnings,
+        text_sha256: None,
     })
 }
 
@@ -710,18 +745,28 @@ entries:
         assert!(text.len() > PARALLEL_CHECK_BYTES);
         let mut policy = TrustPolicy::new(vec![key.verifying_key()], 1, now);
         policy.required = true;
-        let (m, verdict) = parse_verified(&text, "big.json", &policy).unwrap();
+        let (m, verdict) = parse_verified(&text, "big.json", &policy, TextDigest::Compute).unwrap();
+        assert_eq!(
+            m.text_sha256.as_deref(),
+            Some(crate::text::sha256_hex(text.as_bytes()).as_str())
+        );
         assert_eq!(m.entries.len(), 3000);
         assert!(
             matches!(verdict, Verdict::Valid { valid: 1, .. }),
             "{verdict:?}"
         );
         let tampered = text.replacen("\"k2999\"", "\"k2998\"", 1);
-        let (_, verdict) = parse_verified(&tampered, "big.json", &policy).unwrap();
+        let (m, verdict) =
+            parse_verified(&tampered, "big.json", &policy, TextDigest::Skip).unwrap();
+        assert_eq!(m.text_sha256, None);
         assert!(!verdict.accepted(), "{verdict:?}");
         // Small documents take the inline path to the same answer.
         let small = serde_json::to_string(&serde_json::json!({"entries": []})).unwrap();
-        let (_, verdict) = parse_verified(&small, "s.json", &policy).unwrap();
+        let (m, verdict) = parse_verified(&small, "s.json", &policy, TextDigest::Compute).unwrap();
+        assert_eq!(
+            m.text_sha256.as_deref(),
+            Some(crate::text::sha256_hex(small.as_bytes()).as_str())
+        );
         assert!(!verdict.accepted());
     }
 

@@ -447,7 +447,7 @@ impl Fetcher {
                 Rejection::Invalid,
             )
         })?;
-        let (m, verdict) = manifest::parse_verified(text, url, policy)
+        let (m, verdict) = manifest::parse_verified(text, url, policy, manifest::TextDigest::Skip)
             .map_err(|e| (e.to_string(), Rejection::Invalid))?;
         if let Verdict::Invalid { reason } = verdict {
             return Err((format!("signature: {reason}"), Rejection::Signature));
@@ -677,8 +677,6 @@ pub struct Cached {
     pub verdict: Verdict,
     /// How old the copy is, when the latest fetch failed.
     pub stale_age: Option<u64>,
-    /// SHA-256 (hex) of the body as the origin served it.
-    pub sha256: String,
     /// Unix time the body was downloaded (0 when unknown).
     pub fetched_at: u64,
 }
@@ -690,6 +688,7 @@ pub fn load_cached(
     state_dir: &Path,
     url: &str,
     policy: &TrustPolicy,
+    digest: manifest::TextDigest,
 ) -> Result<Cached, CacheError> {
     let paths = cache_paths(cache_dir, url);
     let remote_err = |message: String| CacheError::Unavailable {
@@ -711,7 +710,8 @@ pub fn load_cached(
     // expired copy is served (flagged, not ready) rather than keeping the service down.
     let mut accepted = policy.clone();
     accepted.check_freshness = false;
-    let (mut m, verdict) = manifest::parse_verified(&text, url, &accepted)?;
+    // The digest is of the body as the origin served it (the manifest's `text_sha256`).
+    let (mut m, verdict) = manifest::parse_verified(&text, url, &accepted, digest)?;
     // The copy must still be the newest this host accepted: the mark lives in the state
     // directory, beyond the reach of whatever replaced the cache.
     if matches!(verdict, Verdict::Valid { .. }) {
@@ -754,7 +754,6 @@ pub fn load_cached(
         manifest: m,
         verdict,
         stale_age: age,
-        sha256: crate::text::sha256_hex(text.as_bytes()),
         fetched_at,
     })
 }
