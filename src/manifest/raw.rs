@@ -8,7 +8,7 @@
 //! "billion laughs" document fails after a few thousand nodes instead of after gigabytes.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -104,9 +104,11 @@ pub fn parse_tree<'a>(text: &'a str, origin: &str) -> Result<Node<'a>, ManifestE
         message,
     };
     let budget = Budget::for_text(trimmed.len());
+    let scratch = Scratch::default();
     let root = Checked {
         depth: 0,
         budget: &budget,
+        scratch: &scratch,
     };
     let value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let mut de = serde_json::Deserializer::from_str(trimmed);
@@ -165,17 +167,46 @@ fn strip(msg: &str) -> String {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Checked<'b> {
-    depth: usize,
-    budget: &'b Budget,
+/// Mapping fields and sequence items are gathered in a vector kept per nesting level, then
+/// copied once into an exactly sized one: a manifest's tree is a few hundred thousand small
+/// collections, and growing each from empty cost more than building it.
+#[derive(Default)]
+struct Scratch<'de> {
+    maps: RefCell<Vec<Vec<Field<'de>>>>,
+    seqs: RefCell<Vec<Vec<Node<'de>>>>,
 }
 
-impl Checked<'_> {
+type Field<'de> = (Cow<'de, str>, Node<'de>);
+
+/// The level's vector (empty, with the capacity it grew to), to be handed back with [`put`].
+fn take<T>(pool: &RefCell<Vec<Vec<T>>>, depth: usize) -> Vec<T> {
+    pool.borrow_mut()
+        .get_mut(depth)
+        .map(std::mem::take)
+        .unwrap_or_default()
+}
+
+fn put<T>(pool: &RefCell<Vec<Vec<T>>>, depth: usize, mut v: Vec<T>) {
+    v.clear();
+    let mut pool = pool.borrow_mut();
+    if pool.len() <= depth {
+        pool.resize_with(depth + 1, Vec::new);
+    }
+    pool[depth] = v;
+}
+
+#[derive(Clone, Copy)]
+struct Checked<'b, 'de> {
+    depth: usize,
+    budget: &'b Budget,
+    scratch: &'b Scratch<'de>,
+}
+
+impl Checked<'_, '_> {
     fn deeper(self) -> Self {
         Checked {
             depth: self.depth + 1,
-            budget: self.budget,
+            ..self
         }
     }
 
@@ -184,7 +215,7 @@ impl Checked<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Checked<'_> {
+impl<'de> DeserializeSeed<'de> for Checked<'_, 'de> {
     type Value = Node<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
@@ -198,7 +229,7 @@ impl<'de> DeserializeSeed<'de> for Checked<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Checked<'_> {
+impl<'de> Visitor<'de> for Checked<'_, 'de> {
     type Value = Node<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -258,18 +289,46 @@ impl<'de> Visitor<'de> for Checked<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        let mut out = take(&self.scratch.seqs, self.depth);
+        // Draining (not `mem::take`) copies into an exact-size Vec and keeps the pooled
+        // buffer's capacity for the next sibling: one allocation per node, no regrowth.
+        let items = self.seq_items(&mut seq, &mut out);
+        #[allow(clippy::drain_collect)]
+        let node = items.map(|()| Node::Seq(out.drain(..).collect()));
+        put(&self.scratch.seqs, self.depth, out);
+        node
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut out = take(&self.scratch.maps, self.depth);
+        let fields = self.map_fields(&mut map, &mut out);
+        #[allow(clippy::drain_collect)]
+        let node = fields.map(|()| Node::Map(out.drain(..).collect()));
+        put(&self.scratch.maps, self.depth, out);
+        node
+    }
+}
+
+impl<'de> Checked<'_, 'de> {
+    fn seq_items<A: SeqAccess<'de>>(
+        self,
+        seq: &mut A,
+        out: &mut Vec<Node<'de>>,
+    ) -> Result<(), A::Error> {
         while let Some(v) = seq.next_element_seed(self.deeper())? {
             if out.len() == MAX_ITEMS {
                 return Err(too_many_items());
             }
             out.push(v);
         }
-        Ok(Node::Seq(out))
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut out: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
+    fn map_fields<A: MapAccess<'de>>(
+        self,
+        map: &mut A,
+        out: &mut Vec<Field<'de>>,
+    ) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(KeySeed(self.budget))? {
             if out.len() == MAX_ITEMS {
                 return Err(too_many_items());
@@ -289,7 +348,7 @@ impl<'de> Visitor<'de> for Checked<'_> {
                 return Err(duplicate(w[0]));
             }
         }
-        Ok(Node::Map(out))
+        Ok(())
     }
 }
 
