@@ -289,24 +289,32 @@ impl<'de> Visitor<'de> for Checked<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut out = take(&self.scratch.seqs, self.depth);
-        // Draining (not `mem::take`) copies into an exact-size Vec and keeps the pooled
-        // buffer's capacity for the next sibling: one allocation per node, no regrowth.
-        let items = self.seq_items(&mut seq, &mut out);
-        #[allow(clippy::drain_collect)]
-        let node = items.map(|()| Node::Seq(out.drain(..).collect()));
-        put(&self.scratch.seqs, self.depth, out);
-        node
+        pooled(&self.scratch.seqs, self.depth, Node::Seq, |out| {
+            self.seq_items(&mut seq, out)
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
-        let mut out = take(&self.scratch.maps, self.depth);
-        let fields = self.map_fields(&mut map, &mut out);
-        #[allow(clippy::drain_collect)]
-        let node = fields.map(|()| Node::Map(out.drain(..).collect()));
-        put(&self.scratch.maps, self.depth, out);
-        node
+        pooled(&self.scratch.maps, self.depth, Node::Map, |out| {
+            self.map_fields(&mut map, out)
+        })
     }
+}
+
+/// Fills the level's pooled vector, then copies it into an exact-size one for the node.
+/// Draining (not `mem::take`) keeps the pooled buffer's capacity for the next sibling: one
+/// allocation per node, no regrowth.
+fn pooled<'de, T, E>(
+    pool: &RefCell<Vec<Vec<T>>>,
+    depth: usize,
+    node: fn(Vec<T>) -> Node<'de>,
+    fill: impl FnOnce(&mut Vec<T>) -> Result<(), E>,
+) -> Result<Node<'de>, E> {
+    let mut out = take(pool, depth);
+    #[allow(clippy::drain_collect)]
+    let built = fill(&mut out).map(|()| node(out.drain(..).collect()));
+    put(pool, depth, out);
+    built
 }
 
 impl<'de> Checked<'_, 'de> {
