@@ -88,7 +88,7 @@ fn load(c: &mut Criterion) {
             let text = if format == "yaml" { &i.yaml } else { &i.json };
             std::fs::write(&path, text).expect("write");
             let req = request(tmp.path(), &path);
-            let w = engine::load(&req, &pins).expect("load");
+            let w = engine::load(&req, &pins, engine::TextDigest::Compute).expect("load");
             assert_eq!(w.snapshot.candidate_count(), i.n);
             assert!(w.manifests[0].signature.accepted());
             assert!(
@@ -98,7 +98,7 @@ fn load(c: &mut Criterion) {
             );
             g.throughput(Throughput::Elements(i.n as u64));
             g.bench_function(BenchmarkId::from_parameter(i.n), |b| {
-                b.iter(|| engine::load(&req, &pins).expect("load"))
+                b.iter(|| engine::load(&req, &pins, engine::TextDigest::Compute).expect("load"))
             });
         }
         g.finish();

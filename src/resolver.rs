@@ -7,12 +7,11 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map;
-
-use foldhash::fast::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -6,16 +6,18 @@ use serde_json::json;
 use super::{CliError, CliResult, Ctx, Exit, KeyArgs, table};
 use crate::activity::ActivityStore;
 use crate::domain::Domain;
-use crate::engine::{self, Overrides, World};
+use crate::engine::{self, Overrides, TextDigest, World};
 use crate::lifecycle::LifecycleStatus;
 use crate::resolver::Requirements;
 
-/// Loads the world with the operator pins recorded in the state directory.
-pub(super) fn load_world(ctx: &Ctx) -> Result<World, CliError> {
+/// Loads the world with the operator pins recorded in the state directory; `digest` for the
+/// commands that show or keep the manifests' SHA-256 (`status`, an offline state owner).
+pub(super) fn load_world(ctx: &Ctx, digest: TextDigest) -> Result<World, CliError> {
     let status = read_status(ctx);
     Ok(engine::load(
         &ctx.request(Overrides::default()),
         &status.pins(),
+        digest,
     )?)
 }
 
@@ -42,7 +44,7 @@ fn requirements(k: &KeyArgs) -> Requirements {
 }
 
 pub fn list(ctx: &Ctx, domain: Option<Domain>, shadowed: bool) -> CliResult {
-    let world = load_world(ctx)?;
+    let world = load_world(ctx, TextDigest::Skip)?;
     let snap = &world.snapshot;
     let mut rows = Vec::new();
     let mut data = Vec::new();
@@ -82,7 +84,7 @@ pub fn list(ctx: &Ctx, domain: Option<Domain>, shadowed: bool) -> CliResult {
 }
 
 pub fn resolve(ctx: &Ctx, k: &KeyArgs) -> CliResult {
-    let world = load_world(ctx)?;
+    let world = load_world(ctx, TextDigest::Skip)?;
     let winner = world
         .snapshot
         .resolve_with(k.domain, &k.key, &requirements(k))
@@ -111,7 +113,7 @@ fn not_found(world: &World, k: &KeyArgs) -> CliError {
 }
 
 pub fn explain(ctx: &Ctx, k: &KeyArgs) -> CliResult {
-    let world = load_world(ctx)?;
+    let world = load_world(ctx, TextDigest::Skip)?;
     let e = world
         .snapshot
         .explain(k.domain, &k.key, &requirements(k))
@@ -159,7 +161,7 @@ struct KeyView {
 }
 
 pub fn status(ctx: &Ctx, domain: Option<Domain>, key: Option<&str>, shadowed: bool) -> CliResult {
-    let world = load_world(ctx)?;
+    let world = load_world(ctx, TextDigest::Compute)?;
     let lifecycle = read_status(ctx);
     // Read-only: inspecting never creates or changes the service's database.
     let activity = ActivityStore::open_read_only(&ctx.dirs.state).unwrap_or_else(|e| {

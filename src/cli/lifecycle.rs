@@ -46,7 +46,7 @@ const OFFLINE: &str = " (offline, no service running)";
 /// The state owner over the state directory, for a command that runs with no service: the
 /// same transitions the service runs.
 fn offline_owner(ctx: &Ctx) -> Result<StateOwner, CliError> {
-    let world = super::inspect::load_world(ctx)?;
+    let world = super::inspect::load_world(ctx, crate::engine::TextDigest::Compute)?;
     let status = LifecycleStatus::load(&ctx.dirs.state)?;
     let activity = ActivityStore::open(&ctx.dirs.state)?;
     let metrics = Arc::new(crate::metrics::Metrics::new()?);

@@ -180,17 +180,12 @@ fn summary_lines(world: &World) -> Vec<CheckLine> {
 }
 
 pub fn check(ctx: &Ctx, strict: bool) -> CliResult {
-    let req = ctx.request(Overrides::default());
     // The report prints no digest: the manifests' SHA-256 is not computed.
-    let loaded = engine::settings(&req).and_then(|s| {
-        engine::load_with(
-            &req,
-            s,
-            &Default::default(),
-            engine::MissingRemote::Fail,
-            engine::TextDigest::Skip,
-        )
-    });
+    let loaded = engine::load(
+        &ctx.request(Overrides::default()),
+        &Default::default(),
+        engine::TextDigest::Skip,
+    );
     let world = match loaded {
         Ok(w) => w,
         Err(e) => return load_failed(ctx, e, strict),

@@ -384,14 +384,9 @@ pub fn read_manifest(path: &Path) -> Result<String, ManifestError> {
 
 /// Loads settings and every manifest, checks signatures, and builds the snapshot with the
 /// given operator pins. Any error leaves nothing half-built: the caller keeps what it had.
-pub fn load(req: &LoadRequest, pins: &Pins) -> Result<World, LoadError> {
-    load_with(
-        req,
-        settings(req)?,
-        pins,
-        MissingRemote::Fail,
-        TextDigest::Compute,
-    )
+/// `digest`: whether the manifests' reports carry the SHA-256 of their text.
+pub fn load(req: &LoadRequest, pins: &Pins, digest: TextDigest) -> Result<World, LoadError> {
+    load_with(req, settings(req)?, pins, MissingRemote::Fail, digest)
 }
 
 /// The settings of a load: the layers, then the command-line overrides, validated.
