@@ -46,7 +46,8 @@ step() {
 	if "$@" >"$log" 2>&1; then
 		t_pass "$name"
 	else
-		t_fail "$name" "$(grep -v '^$' "$log" | tail -n 1)"
+		# A compiler's first error says more than the backtrace cargo fuzz ends with.
+		t_fail "$name" "$(grep -m 1 '^error' "$log" || grep -v '^$' "$log" | tail -n 1)"
 		tail -n 30 "$log" | sed 's/^/    /'
 		t_finish
 	fi
